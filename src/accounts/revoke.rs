@@ -1,0 +1,186 @@
+//! Revoking accounts and single tokens.
+//!
+//! A revocation is committed to `token_revocation` before it is acknowledged, then added to
+//! this replica's in-memory set at once; other replicas pick it up from the table.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::input::Reason;
+use super::service::{find_account_row, not_found};
+use crate::audit::{record, Actor};
+use crate::db::models::NewRevocation;
+use crate::db::queries::identities::{self, SERVICE_ACCOUNT};
+use crate::db::queries::{revocations, tokens as token_rows};
+use crate::db::{write_transaction, DbConnection};
+use crate::error::ApiError;
+use crate::time;
+use crate::tokens::RevocationSet;
+
+/// What a revocation did.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    pub identity_id: i64,
+    /// Tokens that were live and are now refused.
+    pub revoked: Vec<(Uuid, DateTime<Utc>)>,
+    pub revoked_at: DateTime<Utc>,
+    /// Nothing changed: it had been revoked before.
+    pub already_revoked: bool,
+}
+
+impl Revoked {
+    /// Makes this replica refuse the revoked tokens at once.
+    pub fn apply(&self, set: &RevocationSet) {
+        for (jti, exp) in &self.revoked {
+            set.insert(*jti, exp.timestamp());
+        }
+    }
+}
+
+/// Revokes an account and every token of it that still verifies, in one transaction.
+/// Repeating it changes nothing and says `already_revoked`.
+pub fn revoke_account(
+    conn: &mut DbConnection,
+    identity_id: i64,
+    reason: Option<&Reason>,
+    leeway: std::time::Duration,
+    actor: &Actor,
+) -> Result<Revoked, ApiError> {
+    let reason = reason.map(Reason::as_str);
+    write_transaction(conn, |conn| {
+        let now = time::now();
+        let changed = identities::mark_revoked(
+            conn,
+            identity_id,
+            SERVICE_ACCOUNT,
+            time::to_db(now),
+            reason,
+            actor.identity_id,
+        )?;
+        if changed == 0 {
+            let row = find_account_row(conn, identity_id)?.ok_or_else(|| not_found(identity_id))?;
+            return Ok(Revoked {
+                identity_id,
+                revoked: Vec::new(),
+                revoked_at: row.revoked_at.map(time::from_db).unwrap_or(now),
+                already_revoked: true,
+            });
+        }
+        // Tokens inside the leeway after expiry still verify: revoke those too.
+        let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
+        let live = token_rows::live_of_identity(conn, identity_id, time::to_db(cutoff))?;
+        let jtis: Vec<String> = live.iter().map(|t| t.jti.clone()).collect();
+        token_rows::mark_revoked(conn, &jtis, time::to_db(now))?;
+        let rows: Vec<NewRevocation> = live
+            .iter()
+            .map(|t| NewRevocation {
+                token_jti: t.jti.clone(),
+                identity_id,
+                token_exp: t.expires_at,
+                revoked_at: time::to_db(now),
+                revoked_by: actor.identity_id,
+                reason: reason.map(str::to_owned),
+            })
+            .collect();
+        revocations::insert_many(conn, &rows)?;
+        record(
+            conn,
+            actor,
+            "account.revoked",
+            Some(identity_id),
+            None,
+            reason,
+            json!({
+                "revoked_tokens": rows.len(),
+            }),
+        )?;
+        let revoked = live
+            .iter()
+            .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at))))
+            .collect();
+        Ok(Revoked {
+            identity_id,
+            revoked,
+            revoked_at: now,
+            already_revoked: false,
+        })
+    })
+}
+
+/// Revokes one token of an account. Unknown account or token: 404. Repeating it is harmless.
+pub fn revoke_token(
+    conn: &mut DbConnection,
+    identity_id: i64,
+    token_id: Uuid,
+    reason: Option<&Reason>,
+    leeway: std::time::Duration,
+    actor: &Actor,
+) -> Result<Revoked, ApiError> {
+    let reason = reason.map(Reason::as_str);
+    let jti = token_id.to_string();
+    write_transaction(conn, |conn| {
+        let now = time::now();
+        let token_missing = || {
+            ApiError::not_found(format!(
+                "service account {identity_id} has no token {token_id}; GET /service-accounts/{identity_id} lists its tokens"
+            ))
+        };
+        // Lock the account row: its expires_at is recomputed below, and a concurrent issue
+        // must not interleave with that.
+        if identities::lock(conn, identity_id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
+            return Err(not_found(identity_id));
+        }
+        let token = token_rows::find(conn, &jti)?
+            .filter(|t| t.identity_id == identity_id)
+            .ok_or_else(token_missing)?;
+        // The conditional update decides: of two concurrent revocations, one changes the row.
+        if token.revoked_at.is_some()
+            || token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))? == 0
+        {
+            let again = token_rows::find(conn, &jti)?.ok_or_else(token_missing)?;
+            return Ok(Revoked {
+                identity_id,
+                revoked: Vec::new(),
+                revoked_at: again.revoked_at.map(time::from_db).unwrap_or(now),
+                already_revoked: true,
+            });
+        }
+        let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
+        let still_verifies = time::from_db(token.expires_at) > cutoff;
+        if still_verifies {
+            revocations::insert_many(
+                conn,
+                &[NewRevocation {
+                    token_jti: jti.clone(),
+                    identity_id,
+                    token_exp: token.expires_at,
+                    revoked_at: time::to_db(now),
+                    revoked_by: actor.identity_id,
+                    reason: reason.map(str::to_owned),
+                }],
+            )?;
+        }
+        let latest = token_rows::latest_unrevoked_expiry(conn, identity_id)?;
+        identities::set_expiry(conn, identity_id, latest)?;
+        record(
+            conn,
+            actor,
+            "token.revoked",
+            Some(identity_id),
+            Some(&jti),
+            reason,
+            json!({}),
+        )?;
+        Ok(Revoked {
+            identity_id,
+            revoked: if still_verifies {
+                vec![(token_id, time::from_db(token.expires_at))]
+            } else {
+                Vec::new()
+            },
+            revoked_at: now,
+            already_revoked: false,
+        })
+    })
+}

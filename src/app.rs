@@ -1,0 +1,177 @@
+//! Building the server: used by `tokend serve` and by the tests alike.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Settings;
+use crate::db::{self, DbError, DbManager, Pool};
+use crate::error::cause_chain;
+use crate::tokens::revocation::{self, RevocationSet};
+use crate::tokens::{KeyError, KeyStore, TokenService};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: Pool,
+    /// Opens connections outside the pool (jobs that hold advisory locks).
+    pub manager: DbManager,
+    pub settings: Arc<Settings>,
+    pub tokens: Arc<TokenService>,
+}
+
+/// Why tokend could not start. The message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("database: {}", cause_chain(.0))]
+    Database(#[from] DbError),
+    #[error("signing keys: {}", cause_chain(.0))]
+    Keys(#[from] KeyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The database opened and migrated, keys loaded, revocations loaded.
+pub struct Opened {
+    pub pool: Pool,
+    pub manager: DbManager,
+    pub tokens: Arc<TokenService>,
+    pub revocations: Arc<RevocationSet>,
+    pub cursor: db::queries::revocations::Cursor,
+}
+
+/// Opens the database (waiting for it if needed), runs migrations, loads or creates the
+/// signing keys and loads the revocation set. Blocking.
+pub fn open(settings: &Settings) -> Result<Opened, StartError> {
+    let pool = db::connect_pool(&settings.database, settings.pool_size, settings.db_wait)?;
+    let manager = DbManager::new(settings.database.clone());
+    let mut conn = pool.get().map_err(DbError::from)?;
+    let applied = db::run_migrations(&mut conn)?;
+    if applied > 0 {
+        log::info!("applied {applied} database migrations");
+    }
+    let keys = Arc::new(KeyStore::load_or_create(&mut conn, settings)?);
+    let revocations = Arc::new(RevocationSet::new());
+    let leeway = chrono::Duration::from_std(settings.leeway).unwrap_or_default();
+    let cutoff = crate::time::to_db(crate::time::now() - leeway);
+    let cursor = revocation::load(&mut conn, &revocations, cutoff).map_err(DbError::from)?;
+    let tokens = Arc::new(TokenService::new(
+        keys,
+        revocations.clone(),
+        settings.issuer.clone(),
+        settings.audience.clone(),
+        settings.leeway,
+    ));
+    Ok(Opened {
+        pool,
+        manager,
+        tokens,
+        revocations,
+        cursor,
+    })
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens everything, binds the listener and starts the background jobs (revocation sync,
+    /// cleanup) on the current runtime.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let settings = Arc::new(settings);
+        let opening = settings.clone();
+        let opened = web::block(move || open(&opening))
+            .await
+            .map_err(|e| StartError::Config(format!("start-up task failed: {e}")))??;
+        let listener =
+            TcpListener::bind(&settings.listen).map_err(|source| StartError::Listen {
+                addr: settings.listen.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen {
+                addr: settings.listen.clone(),
+                source,
+            })?
+            .port();
+        let state = web::Data::new(AppState {
+            pool: opened.pool.clone(),
+            manager: opened.manager.clone(),
+            settings: settings.clone(),
+            tokens: opened.tokens.clone(),
+        });
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Cache-Control", "no-store")),
+                )
+                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .configure(crate::routes::configure)
+                .default_service(web::to(crate::routes::extract::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Listen {
+            addr: settings.listen.clone(),
+            source,
+        })?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        actix_web::rt::spawn(revocation::sync_forever(
+            opened.pool.clone(),
+            opened.revocations.clone(),
+            opened.cursor,
+            settings.revocation_sync_interval,
+            settings.leeway,
+        ));
+        actix_web::rt::spawn(crate::cleanup::run_forever(
+            opened.manager.clone(),
+            settings.clone(),
+        ));
+        log::info!(
+            "tokend listening on {} (database {}, {:?})",
+            settings.listen.replace(":0", &format!(":{port}")),
+            settings.database,
+            settings.jwt
+        );
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM, or the handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,121 @@
+//! Who is calling: the bearer-token extractor and the permission checks of management calls.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::app::AppState;
+use crate::audit::Actor;
+use crate::error::{ApiError, Code};
+use crate::scope::Scope;
+use crate::tokens::Claims;
+
+/// The verified token of the caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub claims: Claims,
+}
+
+impl Principal {
+    /// Management calls that change things: an `admin` token.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.claims.scope == Scope::Admin {
+            return Ok(());
+        }
+        Err(ApiError::insufficient_scope(format!(
+            "this call needs an admin token; a {} token cannot manage tokend",
+            self.claims.scope
+        )))
+    }
+
+    /// Management calls that only read.
+    pub fn require_reader(&self) -> Result<(), ApiError> {
+        self.require_admin()
+    }
+
+    /// The audit trail's view of this caller.
+    pub fn actor(&self, req: &HttpRequest) -> Actor {
+        Actor {
+            identity_id: Some(self.claims.identity_id),
+            remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        }
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Principal, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+/// Verifies the request's bearer token (in memory: no database access).
+pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::new(
+            Code::InternalError,
+            "application state missing",
+        ));
+    };
+    let token = bearer_token(req)?;
+    match state.tokens.verify(token) {
+        Ok(claims) => Ok(Principal { claims }),
+        Err(e) => {
+            let err = ApiError::from(e);
+            log::warn!(
+                "refused token …{} for {} {}: {}",
+                last_chars(token, 4),
+                req.method(),
+                req.path(),
+                err
+            );
+            Err(err)
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            Code::MissingToken,
+            "no token: send it as `Authorization: Bearer <token>`",
+        ));
+    };
+    let value = value.to_str().map_err(|_| {
+        ApiError::new(
+            Code::InvalidToken,
+            "the Authorization header is not valid text",
+        )
+    })?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::new(
+            Code::MissingToken,
+            "the Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`",
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ApiError::new(
+            Code::MissingToken,
+            "the Authorization header holds no token: `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(token)
+}
+
+/// The last `n` characters of a token, the most of it that may ever appear in a log.
+fn last_chars(token: &str, n: usize) -> &str {
+    let start = token
+        .char_indices()
+        .rev()
+        .nth(n.saturating_sub(1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    &token[start..]
+}

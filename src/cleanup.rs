@@ -1,0 +1,156 @@
+//! The cleanup worker: prunes revocations of expired tokens so `token_revocation` never
+//! bloats, and forgets `issued_token` records long after their token expired.
+//!
+//! Runs every `TOKEND_CLEANUP_INTERVAL` (1 h by default), on demand with `tokend cleanup` and
+//! `POST /admin/cleanup`. Deletes go in batches of a few hundred rows, each its own short
+//! transaction, so no lock is held for long. On PostgreSQL a session advisory lock makes sure
+//! one replica at a time runs it, and a run record in `worker_lease` makes a scheduled run
+//! happen once per interval across all replicas rather than once per replica.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::audit::{record, Actor};
+use crate::config::Settings;
+use crate::db::queries::{locks, revocations, tokens};
+use crate::db::{write_transaction, DbError, DbManager};
+use crate::time;
+
+/// Advisory lock key of the cleanup job (arbitrary, fixed).
+const CLEANUP_LOCK: i64 = 7_428_663;
+const JOB: &str = "cleanup";
+const BATCH: i64 = 5_000;
+
+/// What one run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CleanupReport {
+    /// Revocation rows of tokens that have expired.
+    pub deleted_revocations: u64,
+    /// Token records that expired more than `TOKEND_TOKEN_RETENTION` ago.
+    pub deleted_tokens: u64,
+    pub took_ms: u64,
+}
+
+/// Why a run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// From the timer: skipped if another replica ran it within the interval.
+    Scheduled,
+    /// Asked for: always runs (after any run in progress elsewhere).
+    OnDemand,
+}
+
+/// Runs the cleanup once. `Ok(None)`: skipped, another replica has it covered.
+pub fn run(
+    manager: &DbManager,
+    settings: &Settings,
+    trigger: Trigger,
+    actor: &Actor,
+) -> Result<Option<CleanupReport>, DbError> {
+    // A connection of its own: the advisory lock lives and dies with it, never leaking into
+    // the pool, and is released by PostgreSQL if this process dies mid-run.
+    let mut conn = manager
+        .connect()
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+    match trigger {
+        Trigger::Scheduled => {
+            if !locks::try_lock(&mut conn, CLEANUP_LOCK)? {
+                log::debug!("cleanup skipped: another replica is running it");
+                return Ok(None);
+            }
+        }
+        Trigger::OnDemand => locks::lock(&mut conn, CLEANUP_LOCK)?,
+    }
+    let started = Instant::now();
+    let now = time::now();
+    let interval = chrono::Duration::from_std(settings.cleanup_interval).unwrap_or_default();
+    // Scheduled: once per interval across replicas (a little slack for timer jitter).
+    let not_after = match trigger {
+        Trigger::Scheduled => now - interval * 9 / 10,
+        Trigger::OnDemand => now + chrono::Duration::seconds(1),
+    };
+    let holder = format!("pid {}", std::process::id());
+    let claimed = write_transaction(&mut conn, |c| {
+        locks::claim_run(c, JOB, time::to_db(now), time::to_db(not_after), &holder)
+    })?;
+    if !claimed {
+        locks::unlock(&mut conn, CLEANUP_LOCK)?;
+        log::debug!("cleanup skipped: it ran within the last interval");
+        return Ok(None);
+    }
+    // A revoked token inside the leeway after its expiry still verifies: keep its row until then.
+    let leeway = chrono::Duration::from_std(settings.leeway).unwrap_or_default();
+    let revocation_cutoff = time::to_db(now - leeway);
+    let retention = chrono::Duration::from_std(settings.token_retention).unwrap_or_default();
+    let token_cutoff = time::to_db(now - retention.max(leeway));
+    let mut report = CleanupReport::default();
+    let outcome = (|| -> Result<(), DbError> {
+        loop {
+            let n = revocations::delete_expired_batch(&mut conn, revocation_cutoff, BATCH)?;
+            report.deleted_revocations += n as u64;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        loop {
+            let n = tokens::delete_expired_batch(&mut conn, token_cutoff, BATCH)?;
+            report.deleted_tokens += n as u64;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    report.took_ms = started.elapsed().as_millis() as u64;
+    let audit = record(
+        &mut conn,
+        actor,
+        "cleanup.run",
+        None,
+        None,
+        None,
+        json!({
+            "trigger": match trigger { Trigger::Scheduled => "scheduled", Trigger::OnDemand => "on_demand" },
+            "deleted_revocations": report.deleted_revocations,
+            "deleted_tokens": report.deleted_tokens,
+            "took_ms": report.took_ms,
+        }),
+    );
+    let _ = locks::unlock(&mut conn, CLEANUP_LOCK);
+    outcome?;
+    if let Err(e) = audit {
+        log::warn!("cleanup: could not record the audit event: {e}");
+    }
+    log::info!(
+        "cleanup: deleted {} revocation rows and {} token records in {} ms",
+        report.deleted_revocations,
+        report.deleted_tokens,
+        report.took_ms
+    );
+    Ok(Some(report))
+}
+
+/// Runs [`run`] on a timer until the process ends. The first run comes a minute after start
+/// (or one interval, if shorter), so restarts do not postpone cleanup forever.
+pub async fn run_forever(manager: DbManager, settings: std::sync::Arc<Settings>) {
+    let interval = settings.cleanup_interval;
+    let first = interval.min(Duration::from_secs(60));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (manager, settings) = (manager.clone(), settings.clone());
+        let result = actix_web::rt::task::spawn_blocking(move || {
+            run(&manager, &settings, Trigger::Scheduled, &Actor::default())
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::error!("cleanup failed: {}", crate::error::cause_chain(&e)),
+            Err(e) => log::error!("cleanup task failed: {e}"),
+        }
+    }
+}

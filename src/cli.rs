@@ -1,0 +1,163 @@
+//! The command line: `tokend serve | migrate | admin-token | cleanup | openapi`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::accounts::{self, AccountName, Actor, NewAccount};
+use crate::app::{self, Application};
+use crate::config::{ServeArgs, SettingsArgs};
+use crate::scope::{RequestedTtl, Scope, TtlFields, ValidMetadata};
+
+/// Exit code for failures (1 is kept for "something needs attention" reports).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokend",
+    version,
+    about = "Service-account token issuer and revocation service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server (SQLite at ./data/tokend.db unless TOKEND_DATABASE_URL is set).
+    Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Create an admin service account and print its token on stdout, and nothing else:
+    /// `export ADMIN_TOKEN=$(tokend admin-token)`.
+    AdminToken {
+        /// Name of the admin account.
+        #[arg(long, default_value = "tokend-admin")]
+        name: String,
+        /// Lifetime in hours (default: the admin scope's default, 24 h).
+        #[arg(long)]
+        ttl_hours: Option<u64>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Prune revocations of expired tokens now and print what was deleted (JSON).
+    Cleanup {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Print the OpenAPI specification (JSON).
+    Openapi,
+}
+
+impl Command {
+    /// The default log level: `serve` talks, one-shot commands stay quiet on stderr.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Serve { serve, settings } => serve_cmd(serve, settings),
+        Command::Migrate { settings } => migrate(settings),
+        Command::AdminToken {
+            name,
+            ttl_hours,
+            settings,
+        } => admin_token(&name, ttl_hours, settings),
+        Command::Cleanup { settings } => cleanup(settings),
+        Command::Openapi => {
+            print!("{}", crate::openapi::spec_json());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tokend: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn serve_cmd(serve: ServeArgs, args: SettingsArgs) -> Result<(), String> {
+    let mut settings = args.into_settings()?;
+    settings.listen = serve.listen;
+    settings.workers = serve.workers;
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+fn migrate(args: SettingsArgs) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let pool = crate::db::connect_pool(&settings.database, 1, settings.db_wait)
+        .map_err(|e| e.to_string())?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let applied = crate::db::run_migrations(&mut conn).map_err(|e| e.to_string())?;
+    eprintln!(
+        "tokend: {applied} migrations applied to {}",
+        settings.database
+    );
+    Ok(())
+}
+
+fn admin_token(name: &str, ttl_hours: Option<u64>, args: SettingsArgs) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let requested = RequestedTtl::from_fields(&TtlFields {
+        ttl_hours: ttl_hours.map(|h| json!(h)),
+        ..TtlFields::default()
+    })
+    .map_err(|e| e.message().to_owned())?;
+    let new = NewAccount {
+        name: AccountName::parse(name).map_err(|e| e.message().to_owned())?,
+        scope: Scope::Admin,
+        description: None,
+        ttl: settings
+            .scopes
+            .resolve(Scope::Admin, requested)
+            .map_err(|e| e.message().to_owned())?,
+        metadata: ValidMetadata::parse(Scope::Admin, None).map_err(|e| e.message().to_owned())?,
+    };
+    let opened = app::open(&settings).map_err(|e| e.to_string())?;
+    let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
+    let issued = accounts::create(&mut conn, &opened.tokens, &new, &Actor::default())
+        .map_err(|e| e.message().to_owned())?;
+    println!("{}", issued.token.token);
+    Ok(())
+}
+
+fn cleanup(args: SettingsArgs) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let opened = app::open(&settings).map_err(|e| e.to_string())?;
+    let report = crate::cleanup::run(
+        &opened.manager,
+        &settings,
+        crate::cleanup::Trigger::OnDemand,
+        &Actor::default(),
+    )
+    .map_err(|e| crate::error::cause_chain(&e))?
+    .unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}

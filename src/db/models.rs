@@ -1,0 +1,106 @@
+//! Rows as diesel reads and writes them. Domain types live in `accounts/` and `tokens/`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{audit_event, identity, issued_token, signing_key, token_revocation};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = identity)]
+pub struct IdentityRow {
+    pub id: i64,
+    pub identity_type: String,
+    pub name: String,
+    pub scope: String,
+    pub description: Option<String>,
+    pub metadata: String,
+    pub login: Option<String>,
+    pub password_hash: Option<String>,
+    pub role: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revoked_by: Option<i64>,
+    pub revocation_reason: Option<String>,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = identity)]
+pub struct NewIdentity<'a> {
+    pub identity_type: &'a str,
+    pub name: &'a str,
+    pub scope: &'a str,
+    pub description: Option<&'a str>,
+    pub metadata: &'a str,
+    pub login: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = issued_token)]
+pub struct IssuedTokenRow {
+    pub jti: String,
+    pub identity_id: i64,
+    pub kid: String,
+    pub fingerprint: String,
+    pub issued_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = token_revocation)]
+pub struct NewRevocation {
+    pub token_jti: String,
+    pub identity_id: i64,
+    pub token_exp: NaiveDateTime,
+    pub revoked_at: NaiveDateTime,
+    pub revoked_by: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_event)]
+pub struct AuditEventRow {
+    pub id: i64,
+    pub occurred_at: NaiveDateTime,
+    pub actor_id: Option<i64>,
+    pub action: String,
+    pub identity_id: Option<i64>,
+    pub token_id: Option<String>,
+    pub reason: Option<String>,
+    pub remote_addr: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_event)]
+pub struct NewAuditEvent {
+    pub occurred_at: NaiveDateTime,
+    pub actor_id: Option<i64>,
+    pub action: String,
+    pub identity_id: Option<i64>,
+    pub token_id: Option<String>,
+    pub reason: Option<String>,
+    pub remote_addr: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_key)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub public_key: String,
+    pub sealed_private_key: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub activated_at: Option<NaiveDateTime>,
+    pub retired_at: Option<NaiveDateTime>,
+}

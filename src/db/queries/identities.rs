@@ -1,0 +1,181 @@
+//! The `identity` table: service accounts (and, later, users).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::models::{IdentityRow, NewIdentity};
+use crate::db::schema::identity;
+use crate::db::{DbConnection, MultiBackend};
+
+pub const SERVICE_ACCOUNT: &str = "service_account";
+pub const USER: &str = "user";
+
+pub fn insert(conn: &mut DbConnection, new: &NewIdentity<'_>) -> QueryResult<i64> {
+    diesel::insert_into(identity::table)
+        .values(new)
+        .returning(identity::id)
+        .get_result(conn)
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<IdentityRow>> {
+    identity::table
+        .find(id)
+        .select(IdentityRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Touches an unrevoked identity of the given type. As the first statement of a write
+/// transaction this locks the row (PostgreSQL) so that issuing a token and revoking the
+/// account serialise: a token is never issued to an account revoked concurrently.
+/// Returns 0 when the identity is missing, of another type, or revoked.
+pub fn lock_unrevoked(
+    conn: &mut DbConnection,
+    id: i64,
+    identity_type: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        identity::table
+            .filter(identity::id.eq(id))
+            .filter(identity::identity_type.eq(identity_type))
+            .filter(identity::revoked_at.is_null()),
+    )
+    .set(identity::updated_at.eq(now))
+    .execute(conn)
+}
+
+/// Touches an identity of the given type, revoked or not, locking its row (PostgreSQL) for
+/// the rest of the transaction. Returns 0 when it is missing or of another type.
+pub fn lock(
+    conn: &mut DbConnection,
+    id: i64,
+    identity_type: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        identity::table
+            .filter(identity::id.eq(id))
+            .filter(identity::identity_type.eq(identity_type)),
+    )
+    .set(identity::updated_at.eq(now))
+    .execute(conn)
+}
+
+/// Marks an unrevoked identity revoked. Returns 0 if it was already revoked or is missing.
+pub fn mark_revoked(
+    conn: &mut DbConnection,
+    id: i64,
+    identity_type: &str,
+    now: NaiveDateTime,
+    reason: Option<&str>,
+    revoked_by: Option<i64>,
+) -> QueryResult<usize> {
+    diesel::update(
+        identity::table
+            .filter(identity::id.eq(id))
+            .filter(identity::identity_type.eq(identity_type))
+            .filter(identity::revoked_at.is_null()),
+    )
+    .set((
+        identity::revoked_at.eq(now),
+        identity::revocation_reason.eq(reason),
+        identity::revoked_by.eq(revoked_by),
+        identity::updated_at.eq(now),
+        identity::expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+}
+
+/// Raises `expires_at` to `exp` if that is later than what is recorded.
+pub fn extend_expiry(conn: &mut DbConnection, id: i64, exp: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        identity::table.filter(identity::id.eq(id)).filter(
+            identity::expires_at
+                .is_null()
+                .or(identity::expires_at.lt(exp)),
+        ),
+    )
+    .set(identity::expires_at.eq(exp))
+    .execute(conn)
+}
+
+pub fn set_expiry(
+    conn: &mut DbConnection,
+    id: i64,
+    exp: Option<NaiveDateTime>,
+) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set(identity::expires_at.eq(exp))
+        .execute(conn)
+}
+
+/// Which accounts a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Not revoked and holding a token that has not expired.
+    Active,
+    /// Not revoked, but every token has expired.
+    Expired,
+    Revoked,
+    /// Active or expired (the default).
+    NotRevoked,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub identity_type: &'static str,
+    pub scope: Option<&'static str>,
+    pub name: Option<String>,
+    pub status: StatusFilter,
+    /// Only accounts whose latest token expires after `now` and no later than this.
+    pub expiring_before: Option<NaiveDateTime>,
+    pub now: NaiveDateTime,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+fn filtered(f: &ListFilter) -> identity::BoxedQuery<'_, MultiBackend> {
+    let mut q = identity::table
+        .filter(identity::identity_type.eq(f.identity_type))
+        .into_boxed();
+    if let Some(scope) = f.scope {
+        q = q.filter(identity::scope.eq(scope));
+    }
+    if let Some(name) = &f.name {
+        q = q.filter(identity::name.eq(name));
+    }
+    q = match f.status {
+        StatusFilter::Active => q
+            .filter(identity::revoked_at.is_null())
+            .filter(identity::expires_at.gt(f.now)),
+        StatusFilter::Expired => q.filter(identity::revoked_at.is_null()).filter(
+            identity::expires_at
+                .is_null()
+                .or(identity::expires_at.le(f.now)),
+        ),
+        StatusFilter::Revoked => q.filter(identity::revoked_at.is_not_null()),
+        StatusFilter::NotRevoked => q.filter(identity::revoked_at.is_null()),
+        StatusFilter::All => q,
+    };
+    if let Some(before) = f.expiring_before {
+        q = q
+            .filter(identity::expires_at.gt(f.now))
+            .filter(identity::expires_at.le(before));
+    }
+    q
+}
+
+/// One page of identities (oldest first, so pages stay stable as accounts are added) and
+/// the total number matching the filter.
+pub fn list(conn: &mut DbConnection, f: &ListFilter) -> QueryResult<(Vec<IdentityRow>, i64)> {
+    let total: i64 = filtered(f).count().get_result(conn)?;
+    let rows = filtered(f)
+        .select(IdentityRow::as_select())
+        .order(identity::id.asc())
+        .limit(f.limit)
+        .offset(f.offset)
+        .load(conn)?;
+    Ok((rows, total))
+}

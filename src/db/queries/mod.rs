@@ -1,0 +1,8 @@
+//! Queries, grouped by table. Every function takes a connection and runs synchronously.
+
+pub mod audit;
+pub mod identities;
+pub mod keys;
+pub mod locks;
+pub mod revocations;
+pub mod tokens;

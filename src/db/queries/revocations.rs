@@ -1,0 +1,128 @@
+//! The `token_revocation` table: revoked tokens that have not expired yet.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use crate::db::models::NewRevocation;
+use crate::db::schema::token_revocation;
+use crate::db::DbConnection;
+
+/// Inserts revocation rows. Callers lock the account/token rows first, so a token is
+/// never revoked twice concurrently; the unique `token_jti` index backs that up.
+pub fn insert_many(conn: &mut DbConnection, rows: &[NewRevocation]) -> QueryResult<usize> {
+    // One statement per row: the multi-backend connection has no batch insert, and an
+    // account rarely holds more than a handful of live tokens.
+    let mut inserted = 0;
+    for row in rows {
+        inserted += diesel::insert_into(token_revocation::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+/// A revoked token as the in-memory revocation set needs it.
+pub type RevokedToken = (String, NaiveDateTime);
+
+/// Every revocation of a token that expires after `cutoff`.
+pub fn live(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<Vec<RevokedToken>> {
+    token_revocation::table
+        .filter(token_revocation::token_exp.gt(cutoff))
+        .select((token_revocation::token_jti, token_revocation::token_exp))
+        .load(conn)
+}
+
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    token_revocation::table.count().get_result(conn)
+}
+
+/// Where the last poll for new revocations stopped (see [`poll`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub i64);
+
+#[derive(QueryableByName)]
+struct XminRow {
+    #[diesel(sql_type = BigInt)]
+    xmin: i64,
+}
+
+/// A cursor such that [`poll`] from it returns every revocation committed from now on.
+/// Take it *before* loading the current set.
+pub fn cursor_now(conn: &mut DbConnection) -> QueryResult<Cursor> {
+    match conn {
+        // The oldest transaction still running: anything that commits later has a txid >= it.
+        DbConnection::Pg(c) => diesel::sql_query(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
+        )
+        .get_result::<XminRow>(c)
+        .map(|r| Cursor(r.xmin)),
+        // One writer at a time: ids are assigned and committed in order.
+        DbConnection::Sqlite(_) => token_revocation::table
+            .select(diesel::dsl::max(token_revocation::id))
+            .first::<Option<i64>>(conn)
+            .map(|max| Cursor(max.unwrap_or(0))),
+    }
+}
+
+/// Revocations committed since `cursor` (possibly a few seen before: inserting into the set
+/// is idempotent), and the cursor for the next poll.
+///
+/// PostgreSQL assigns `id`s when rows are inserted but transactions commit in any order, so
+/// "id > last seen" would miss a row whose transaction commits after a later one. Instead
+/// each row records its transaction id, and a poll reads `txid >= xmin` of a snapshot taken
+/// before the previous read: a transaction invisible to that read was still running then,
+/// so its txid is at least that xmin, and this poll sees it.
+pub fn poll(conn: &mut DbConnection, cursor: Cursor) -> QueryResult<(Vec<RevokedToken>, Cursor)> {
+    match conn {
+        DbConnection::Pg(_) => {
+            let next = cursor_now(conn)?;
+            let rows = token_revocation::table
+                .filter(token_revocation::txid.ge(cursor.0))
+                .select((token_revocation::token_jti, token_revocation::token_exp))
+                .load(conn)?;
+            Ok((rows, next))
+        }
+        DbConnection::Sqlite(_) => {
+            let rows: Vec<(i64, String, NaiveDateTime)> = token_revocation::table
+                .filter(token_revocation::id.gt(cursor.0))
+                .select((
+                    token_revocation::id,
+                    token_revocation::token_jti,
+                    token_revocation::token_exp,
+                ))
+                .order(token_revocation::id.asc())
+                .load(conn)?;
+            let next = rows.last().map(|r| Cursor(r.0)).unwrap_or(cursor);
+            Ok((
+                rows.into_iter().map(|(_, jti, exp)| (jti, exp)).collect(),
+                next,
+            ))
+        }
+    }
+}
+
+/// Deletes up to `batch` revocations of tokens that expired before `cutoff`, a few hundred
+/// rows per statement so no lock is held for long. Returns how many rows went.
+pub fn delete_expired_batch(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<i64> = token_revocation::table
+        .filter(token_revocation::token_exp.lt(cutoff))
+        .select(token_revocation::id)
+        .limit(batch)
+        .load(conn)?;
+    let mut deleted = 0;
+    for chunk in ids.chunks(500) {
+        deleted += diesel::delete(
+            token_revocation::table
+                .filter(token_revocation::id.eq_any(chunk))
+                // Re-checked: never delete a row whose token has not expired.
+                .filter(token_revocation::token_exp.lt(cutoff)),
+        )
+        .execute(conn)?;
+    }
+    Ok(deleted)
+}

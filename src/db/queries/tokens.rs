@@ -1,0 +1,101 @@
+//! The `issued_token` table: one row per token issued (id, times, fingerprint; never the token).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::models::IssuedTokenRow;
+use crate::db::schema::issued_token;
+use crate::db::DbConnection;
+
+pub fn insert(conn: &mut DbConnection, row: &IssuedTokenRow) -> QueryResult<usize> {
+    diesel::insert_into(issued_token::table)
+        .values(row)
+        .execute(conn)
+}
+
+pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<IssuedTokenRow>> {
+    issued_token::table
+        .find(jti)
+        .select(IssuedTokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every recorded token of an identity, newest first.
+pub fn of_identity(conn: &mut DbConnection, identity_id: i64) -> QueryResult<Vec<IssuedTokenRow>> {
+    issued_token::table
+        .filter(issued_token::identity_id.eq(identity_id))
+        .select(IssuedTokenRow::as_select())
+        .order((issued_token::issued_at.desc(), issued_token::jti.asc()))
+        .load(conn)
+}
+
+/// Unrevoked tokens of an identity that still verify (expiry after `cutoff`).
+pub fn live_of_identity(
+    conn: &mut DbConnection,
+    identity_id: i64,
+    cutoff: NaiveDateTime,
+) -> QueryResult<Vec<IssuedTokenRow>> {
+    issued_token::table
+        .filter(issued_token::identity_id.eq(identity_id))
+        .filter(issued_token::revoked_at.is_null())
+        .filter(issued_token::expires_at.gt(cutoff))
+        .select(IssuedTokenRow::as_select())
+        .load(conn)
+}
+
+/// Marks the given tokens revoked (those not revoked already). Returns how many changed.
+pub fn mark_revoked(
+    conn: &mut DbConnection,
+    jtis: &[String],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut changed = 0;
+    // Chunked: SQLite limits the number of bound parameters per statement.
+    for chunk in jtis.chunks(500) {
+        changed += diesel::update(
+            issued_token::table
+                .filter(issued_token::jti.eq_any(chunk))
+                .filter(issued_token::revoked_at.is_null()),
+        )
+        .set(issued_token::revoked_at.eq(now))
+        .execute(conn)?;
+    }
+    Ok(changed)
+}
+
+/// The latest expiry among an identity's unrevoked tokens.
+pub fn latest_unrevoked_expiry(
+    conn: &mut DbConnection,
+    identity_id: i64,
+) -> QueryResult<Option<NaiveDateTime>> {
+    issued_token::table
+        .filter(issued_token::identity_id.eq(identity_id))
+        .filter(issued_token::revoked_at.is_null())
+        .select(issued_token::expires_at)
+        .order(issued_token::expires_at.desc())
+        .first(conn)
+        .optional()
+}
+
+/// Deletes up to `batch` rows of tokens that expired before `cutoff`.
+pub fn delete_expired_batch(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = issued_token::table
+        .filter(issued_token::expires_at.lt(cutoff))
+        .select(issued_token::jti)
+        .limit(batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut deleted = 0;
+    for chunk in ids.chunks(500) {
+        deleted += diesel::delete(issued_token::table.filter(issued_token::jti.eq_any(chunk)))
+            .execute(conn)?;
+    }
+    Ok(deleted)
+}

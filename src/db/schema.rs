@@ -1,0 +1,94 @@
+//! The portable schema, shared by SQLite and PostgreSQL (BigInt ids, Text for UUIDs and JSON,
+//! Timestamp in UTC). Migrations for each backend live in `migrations/<backend>/`.
+
+diesel::table! {
+    identity (id) {
+        id -> BigInt,
+        identity_type -> Text,
+        name -> Text,
+        scope -> Text,
+        description -> Nullable<Text>,
+        metadata -> Text,
+        login -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        role -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<BigInt>,
+        revocation_reason -> Nullable<Text>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    issued_token (jti) {
+        jti -> Text,
+        identity_id -> BigInt,
+        kid -> Text,
+        fingerprint -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    token_revocation (id) {
+        id -> BigInt,
+        token_jti -> Text,
+        identity_id -> BigInt,
+        token_exp -> Timestamp,
+        revoked_at -> Timestamp,
+        revoked_by -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        txid -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_event (id) {
+        id -> BigInt,
+        occurred_at -> Timestamp,
+        actor_id -> Nullable<BigInt>,
+        action -> Text,
+        identity_id -> Nullable<BigInt>,
+        token_id -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        remote_addr -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_key (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        public_key -> Text,
+        sealed_private_key -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    worker_lease (name) {
+        name -> Text,
+        last_run_at -> Timestamp,
+        holder -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(issued_token -> identity (identity_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    identity,
+    issued_token,
+    token_revocation,
+    audit_event,
+    signing_key,
+    worker_lease,
+);

@@ -1,0 +1,237 @@
+//! `/auth/*`: what a token says about its holder, and forward-auth for gateways.
+//! Both answer from memory: no database access.
+
+use std::net::IpAddr;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::authenticate;
+use crate::error::{ApiError, Code, ErrorBody};
+use crate::scope::{ip_allowed, normalize_request_path, path_allowed, printable, Scope};
+use crate::time::{self, rfc3339};
+use crate::tokens::Claims;
+
+/// The holder of a token, as the token says.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub identity_id: i64,
+    #[schema(example = "sensor:core.timer")]
+    pub name: String,
+    pub scope: Scope,
+    pub token_id: Uuid,
+    #[serde(with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until the token expires (0 once it has).
+    pub expires_in_seconds: i64,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+/// Describes the presented token. Any valid token may ask.
+#[utoipa::path(get, path = "/auth/whoami", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the token's holder", body = WhoAmI),
+        (status = 401, description = "missing, invalid, expired or revoked token", body = ErrorBody),
+    ))]
+pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let claims = authenticate(&req)?.claims;
+    let now = chrono::Utc::now().timestamp();
+    Ok(HttpResponse::Ok().json(WhoAmI {
+        identity_id: claims.identity_id,
+        name: claims.sub,
+        scope: claims.scope,
+        token_id: claims.jti,
+        expires_at: time::from_unix(claims.exp),
+        expires_in_seconds: (claims.exp - now).max(0),
+        metadata: claims.metadata,
+    }))
+}
+
+/// Conditions a gateway can put on a request, on top of a valid token.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// Comma-separated scopes, one of which the token must have (e.g. `sensor,admin`).
+    #[param(example = "sensor")]
+    pub scope: Option<String>,
+    /// A trigger type the (sensor) token must list in `trigger_types`.
+    #[param(example = "core.timer")]
+    pub trigger_type: Option<String>,
+    /// The execution the (execution) token must belong to.
+    #[param(value_type = Option<i64>, example = 4711)]
+    pub execution_id: Option<String>,
+}
+
+/// The verified holder, also sent as `X-Tokend-*` headers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    pub identity_id: i64,
+    pub name: String,
+    pub scope: Scope,
+    pub token_id: Uuid,
+    #[serde(with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Forward-auth for nginx `auth_request`, Traefik ForwardAuth and Envoy: answers for any
+/// method. The original path comes from `X-Forwarded-Uri` or `X-Original-URI` and must match
+/// a webhook token's `allowed_paths`; a webhook token's `ip_allowlist` is checked against
+/// `X-Real-IP`, else the last `X-Forwarded-For` entry, else the peer address.
+#[utoipa::path(get, path = "/auth/verify", tag = "auth",
+    security(("bearer" = [])),
+    params(VerifyQuery,
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "original request URI (Traefik)"),
+        ("X-Original-URI" = Option<String>, Header, description = "original request URI (nginx)")),
+    responses(
+        (status = 200, description = "the token is good for this request",
+            headers(("X-Tokend-Identity-Id" = i64), ("X-Tokend-Name" = String), ("X-Tokend-Scope" = String), ("X-Tokend-Token-Id" = String)),
+            body = VerifyResponse),
+        (status = 400, description = "invalid query", body = ErrorBody),
+        (status = 401, description = "missing, invalid, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "good token, wrong place", body = ErrorBody),
+    ))]
+pub async fn verify(
+    req: HttpRequest,
+    query: web::Query<VerifyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = authenticate(&req)?.claims;
+    check_conditions(&req, &claims, &query)?;
+    let mut res = HttpResponse::Ok();
+    res.insert_header(("X-Tokend-Identity-Id", claims.identity_id.to_string()))
+        .insert_header(("X-Tokend-Name", claims.sub.clone()))
+        .insert_header(("X-Tokend-Scope", claims.scope.as_str()))
+        .insert_header(("X-Tokend-Token-Id", claims.jti.to_string()));
+    Ok(res.json(VerifyResponse {
+        identity_id: claims.identity_id,
+        name: claims.sub,
+        scope: claims.scope,
+        token_id: claims.jti,
+        expires_at: time::from_unix(claims.exp),
+    }))
+}
+
+fn check_conditions(
+    req: &HttpRequest,
+    claims: &Claims,
+    query: &VerifyQuery,
+) -> Result<(), ApiError> {
+    if let Some(list) = query.scope.as_deref() {
+        let wanted = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Scope::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !wanted.is_empty() && !wanted.contains(&claims.scope) {
+            let names: Vec<&str> = wanted.iter().map(|s| s.as_str()).collect();
+            return Err(ApiError::insufficient_scope(format!(
+                "this token has scope {}; this route needs {}",
+                claims.scope,
+                names.join(" or ")
+            )));
+        }
+    }
+    if let Some(wanted) = query.trigger_type.as_deref() {
+        let listed = claims.scope == Scope::Sensor
+            && claims
+                .metadata
+                .get("trigger_types")
+                .and_then(Value::as_array)
+                .is_some_and(|types| types.iter().any(|t| t.as_str() == Some(wanted)));
+        if !listed {
+            return Err(ApiError::new(
+                Code::TriggerTypeNotAllowed,
+                format!(
+                    "this token may not fire trigger type '{}'",
+                    printable(wanted, 80)
+                ),
+            ));
+        }
+    }
+    if let Some(raw) = query.execution_id.as_deref() {
+        let wanted: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::new(Code::InvalidQuery, "execution_id must be an integer"))?;
+        let matches = claims.scope == Scope::Execution
+            && claims.metadata.get("execution_id").and_then(Value::as_i64) == Some(wanted);
+        if !matches {
+            return Err(ApiError::new(
+                Code::ExecutionMismatch,
+                format!("this token does not belong to execution {wanted}"),
+            ));
+        }
+    }
+    if claims.scope == Scope::Webhook {
+        check_webhook(req, claims)?;
+    }
+    Ok(())
+}
+
+fn check_webhook(req: &HttpRequest, claims: &Claims) -> Result<(), ApiError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let Some(original) = header("x-forwarded-uri").or_else(|| header("x-original-uri")) else {
+        return Err(ApiError::new(
+            Code::PathNotAllowed,
+            "a webhook token is only accepted with the original path in X-Forwarded-Uri or X-Original-URI",
+        ));
+    };
+    let allowed = claims
+        .metadata
+        .get("allowed_paths")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let path_ok = normalize_request_path(original).is_some_and(|path| path_allowed(allowed, &path));
+    if !path_ok {
+        return Err(ApiError::new(
+            Code::PathNotAllowed,
+            format!(
+                "this webhook token may not call {}",
+                printable(original, 120)
+            ),
+        ));
+    }
+    if let Some(allowlist) = claims
+        .metadata
+        .get("ip_allowlist")
+        .and_then(Value::as_array)
+    {
+        let client = client_ip(req);
+        if !client.is_some_and(|ip| ip_allowed(allowlist, ip)) {
+            return Err(ApiError::new(
+                Code::IpNotAllowed,
+                format!(
+                    "this webhook token may not be used from {}",
+                    client
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_else(|| "an unknown address".into())
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The client address as the gateway in front of us saw it.
+fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(ip) = header("x-real-ip").and_then(|v| v.trim().parse().ok()) {
+        return Some(ip);
+    }
+    // The last entry is the one added by the proxy closest to us; earlier ones are client-supplied.
+    if let Some(ip) = header("x-forwarded-for")
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(ip);
+    }
+    req.peer_addr().map(|a| a.ip())
+}

@@ -1,0 +1,159 @@
+//! Request parsing shared by every route: JSON, query and path errors in the contract's
+//! shape, optional JSON bodies, 404 and 405.
+
+use actix_web::dev::Payload;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, Code};
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req| json_error(err).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let QueryPayloadError::Deserialize(e) = &err else {
+            return ApiError::new(Code::InvalidQuery, "the query string is not valid").into();
+        };
+        ApiError::new(Code::InvalidQuery, format!("invalid query string: {e}")).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, req| {
+        ApiError::not_found(format!("no resource at {}: {err}", req.path())).into()
+    })
+}
+
+pub fn payload_config() -> web::PayloadConfig {
+    web::PayloadConfig::default().limit(MAX_BODY_BYTES)
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            too_large()
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonPayloadError::Deserialize(e) => serde_error(&e),
+        other => ApiError::new(
+            Code::InvalidRequest,
+            format!("cannot read the request body: {other}"),
+        ),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        Code::PayloadTooLarge,
+        format!(
+            "the request body is larger than {} KiB",
+            MAX_BODY_BYTES / 1024
+        ),
+    )
+}
+
+/// Syntax errors are `invalid_json`; well-formed JSON of the wrong shape is `invalid_request`.
+fn serde_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            Code::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        ),
+        Category::Data => ApiError::new(Code::InvalidRequest, format!("invalid request body: {e}")),
+    }
+}
+
+/// A JSON body that may be absent (`DELETE` with an optional `{reason}`). An empty body is
+/// `None`; a present one must be JSON.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_ascii_lowercase());
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
+                    too_large()
+                } else {
+                    ApiError::new(Code::InvalidRequest, "cannot read the request body")
+                }
+            })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(None));
+            }
+            if let Some(ct) = content_type {
+                if !(ct.starts_with("application/json") || ct.contains("+json")) {
+                    return Err(ApiError::new(
+                        Code::UnsupportedMediaType,
+                        "send the body as JSON with `Content-Type: application/json`",
+                    ));
+                }
+            }
+            serde_json::from_slice(&bytes)
+                .map(|v| OptionalJson(Some(v)))
+                .map_err(|e| serde_error(&e))
+        })
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}; GET /openapi.json describes the API",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// A resource's fallback for methods it does not serve, with the `Allow` header.
+pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::route().to(move |req: HttpRequest| async move {
+        let err = ApiError::new(
+            Code::MethodNotAllowed,
+            format!(
+                "{} is not allowed on {}; use {allow}",
+                req.method(),
+                req.path()
+            ),
+        );
+        let mut res = actix_web::ResponseError::error_response(&err);
+        if let Ok(v) = header::HeaderValue::from_str(allow) {
+            res.headers_mut().insert(header::ALLOW, v);
+        }
+        res
+    })
+}
+
+/// A JSON response with a status.
+pub fn json_response<T: serde::Serialize>(
+    status: actix_web::http::StatusCode,
+    body: &T,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(ContentType::json())
+        .json(body)
+}

@@ -1,0 +1,58 @@
+//! Every route, registered in one place. Each handler is documented with `#[utoipa::path]`
+//! and listed in [`crate::openapi::ApiDoc`].
+
+pub mod admin;
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod service_accounts;
+pub mod well_known;
+
+use actix_web::{web, HttpResponse, Resource};
+
+use extract::method_not_allowed;
+
+/// A resource whose other methods get 405 with `Allow`.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(method_not_allowed(allow))
+}
+
+/// Registers the API on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(extract::json_config())
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .app_data(extract::payload_config())
+        .service(resource("/health", "GET").route(web::get().to(health::health)))
+        .service(resource("/ready", "GET").route(web::get().to(health::ready)))
+        .service(
+            resource("/service-accounts", "GET, POST")
+                .route(web::get().to(service_accounts::list))
+                .route(web::post().to(service_accounts::create)),
+        )
+        .service(
+            resource("/service-accounts/{id}", "GET, DELETE")
+                .route(web::get().to(service_accounts::get))
+                .route(web::delete().to(service_accounts::revoke)),
+        )
+        .service(
+            resource("/service-accounts/{id}/tokens", "POST")
+                .route(web::post().to(service_accounts::issue_token)),
+        )
+        .service(
+            resource("/service-accounts/{id}/tokens/{token_id}", "DELETE")
+                .route(web::delete().to(service_accounts::revoke_token)),
+        )
+        .service(resource("/auth/whoami", "GET").route(web::get().to(auth::whoami)))
+        // Forward-auth: gateways may send the original request's method.
+        .service(web::resource("/auth/verify").route(web::route().to(auth::verify)))
+        .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
+        .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)));
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::spec_json())
+}

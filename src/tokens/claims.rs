@@ -1,0 +1,43 @@
+//! The claims every tokend token carries, exactly as the contract lists them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::scope::Scope;
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityType {
+    ServiceAccount,
+    User,
+}
+
+impl IdentityType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityType::ServiceAccount => "service_account",
+            IdentityType::User => "user",
+        }
+    }
+}
+
+/// The JWT payload. Times are UNIX seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The account's name, e.g. `sensor:core.timer`.
+    pub sub: String,
+    /// The token id.
+    pub jti: Uuid,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub identity_id: i64,
+    pub identity_type: IdentityType,
+    pub scope: Scope,
+    pub metadata: Map<String, Value>,
+}

@@ -1,0 +1,247 @@
+//! Tokens: claims, signing, verification, signing keys and the revocation set.
+//!
+//! [`TokenService`] is the one place that mints and checks tokens. Checking never touches
+//! the database: signature and times are verified in memory against the loaded keys, and
+//! revocation against the in-memory [`RevocationSet`].
+
+pub mod claims;
+pub mod kek;
+pub mod keys;
+pub mod revocation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Header, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use claims::{Claims, IdentityType};
+pub use keys::{KeyError, KeySet, KeyStore};
+pub use revocation::RevocationSet;
+
+use crate::error::{ApiError, Code};
+use crate::scope::Scope;
+
+/// Tokens longer than this are refused before any parsing work.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What a new token is for.
+#[derive(Debug, Clone)]
+pub struct TokenSubject<'a> {
+    pub identity_id: i64,
+    pub identity_type: IdentityType,
+    pub name: &'a str,
+    pub scope: Scope,
+    pub metadata: &'a Map<String, Value>,
+}
+
+/// A freshly signed token. The token itself is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    pub token: String,
+    pub jti: Uuid,
+    pub kid: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub fingerprint: String,
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a token at all, or one we cannot have issued.
+    Invalid(String),
+    Expired {
+        at: Option<i64>,
+    },
+    Revoked,
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        match e {
+            TokenError::Invalid(why) => ApiError::new(Code::InvalidToken, why),
+            TokenError::Expired { at } => {
+                let when = at
+                    .map(|t| format!(" at {}", crate::time::format(&crate::time::from_unix(t))))
+                    .unwrap_or_default();
+                ApiError::new(
+                    Code::TokenExpired,
+                    format!("the token expired{when}; refresh it or ask for a new one"),
+                )
+            }
+            TokenError::Revoked => ApiError::new(
+                Code::TokenRevoked,
+                "the token was revoked; ask an administrator for a new one",
+            ),
+        }
+    }
+}
+
+/// Mints and verifies tokens.
+pub struct TokenService {
+    keys: Arc<KeyStore>,
+    revocations: Arc<RevocationSet>,
+    issuer: String,
+    audience: String,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct ExpOnly {
+    exp: Option<i64>,
+}
+
+impl TokenService {
+    pub fn new(
+        keys: Arc<KeyStore>,
+        revocations: Arc<RevocationSet>,
+        issuer: String,
+        audience: String,
+        leeway: Duration,
+    ) -> TokenService {
+        let algorithm = keys.current().algorithm();
+        // Pinned to the one configured algorithm: a token naming any other is refused.
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        TokenService {
+            keys,
+            revocations,
+            issuer,
+            audience,
+            validation,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
+    }
+
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.validation.leeway)
+    }
+
+    /// Signs a token for `subject`, valid from `now` for `ttl`.
+    pub fn mint(
+        &self,
+        subject: &TokenSubject<'_>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<MintedToken, jsonwebtoken::errors::Error> {
+        let keys = self.keys.current();
+        let jti = Uuid::new_v4();
+        let iat = now.timestamp();
+        let exp = iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.name.to_owned(),
+            jti,
+            iat,
+            nbf: iat,
+            exp,
+            identity_id: subject.identity_id,
+            identity_type: subject.identity_type,
+            scope: subject.scope,
+            metadata: subject.metadata.clone(),
+        };
+        let mut header = Header::new(keys.algorithm());
+        header.typ = Some("JWT".into());
+        header.kid = Some(keys.signing_kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, keys.encoding_key())?;
+        Ok(MintedToken {
+            fingerprint: fingerprint(&token),
+            token,
+            jti,
+            kid: keys.signing_kid().to_owned(),
+            issued_at: crate::time::from_unix(iat),
+            expires_at: crate::time::from_unix(exp),
+        })
+    }
+
+    /// Checks a presented token: size, shape, algorithm, key, signature, `iss`, `aud`,
+    /// `nbf`, `exp` (with leeway), then revocation. No database access.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid(format!(
+                "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
+            )));
+        }
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(invalid(
+                "the token is not a JWS in compact form (header.payload.signature)",
+            ));
+        }
+        let keys = self.keys.current();
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("the token header is not valid"))?;
+        if header.alg != keys.algorithm() {
+            return Err(invalid(format!(
+                "tokens signed with {:?} are not accepted here",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("the token names no signing key (kid)"))?;
+        let key = keys
+            .decoding_key(&kid)
+            .ok_or_else(|| invalid("the token was signed by a key this service does not know"))?;
+        let claims = match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+            Ok(data) => data.claims,
+            Err(e) => return Err(self.describe(e.kind(), token)),
+        };
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn describe(&self, kind: &ErrorKind, token: &str) -> TokenError {
+        match kind {
+            ErrorKind::ExpiredSignature => {
+                // The signature was verified before the expiry check, so the claims are ours.
+                let at = jsonwebtoken::dangerous::insecure_decode_claims::<ExpOnly>(token)
+                    .ok()
+                    .and_then(|c| c.exp);
+                TokenError::Expired { at }
+            }
+            ErrorKind::ImmatureSignature => {
+                invalid("the token is not valid yet (nbf is in the future)")
+            }
+            ErrorKind::InvalidIssuer => invalid("the token was issued by another issuer"),
+            ErrorKind::InvalidAudience => invalid("the token was issued for another audience"),
+            ErrorKind::InvalidSignature => invalid("the token signature does not match"),
+            ErrorKind::InvalidAlgorithm => invalid("the token's algorithm is not accepted here"),
+            ErrorKind::MissingRequiredClaim(claim) => {
+                invalid(format!("the token lacks the {claim} claim"))
+            }
+            _ => invalid("the token is malformed"),
+        }
+    }
+}
+
+fn invalid(why: impl Into<String>) -> TokenError {
+    TokenError::Invalid(why.into())
+}
+
+/// A short, non-secret fingerprint of a token: the first 16 hex digits of its SHA-256.
+/// `printf %s "$TOKEN" | sha256sum | cut -c1-16` gives the same value.
+pub fn fingerprint(token: &str) -> String {
+    hex::encode(&Sha256::digest(token.as_bytes())[..8])
+}

@@ -1,0 +1,131 @@
+//! The in-memory revocation set: every check consults it, none queries the database.
+//!
+//! It holds the ids of revoked tokens that have not expired yet, with their expiry. It is
+//! loaded at start, updated at once by this replica's own revocations, and refreshed from
+//! `token_revocation` every `TOKEND_REVOCATION_SYNC_INTERVAL` (250 ms by default) so that a
+//! revocation made by another replica is enforced here within a second. How a poll avoids
+//! missing rows whose transactions commit out of order is explained on
+//! [`crate::db::queries::revocations::poll`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use uuid::Uuid;
+
+use crate::db::queries::revocations::{self, Cursor, RevokedToken};
+use crate::db::{DbConnection, Pool};
+
+/// Revoked, unexpired token ids. Reads take no lock.
+#[derive(Default)]
+pub struct RevocationSet {
+    map: papaya::HashMap<Uuid, i64>,
+    /// Successful database polls, for readiness and tests.
+    polls: AtomicU64,
+}
+
+impl RevocationSet {
+    pub fn new() -> RevocationSet {
+        RevocationSet::default()
+    }
+
+    pub fn is_revoked(&self, jti: &Uuid) -> bool {
+        self.map.pin().contains_key(jti)
+    }
+
+    /// Adds a revoked token (`exp` in UNIX seconds).
+    pub fn insert(&self, jti: Uuid, exp: i64) {
+        self.map.pin().insert(jti, exp);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Forgets tokens that expired before `before` (UNIX seconds): verification refuses them
+    /// as expired anyway.
+    pub fn prune(&self, before: i64) {
+        self.map.pin().retain(|_, exp| *exp >= before);
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    fn absorb(&self, rows: Vec<RevokedToken>) {
+        let map = self.map.pin();
+        for (jti, exp) in rows {
+            match Uuid::parse_str(&jti) {
+                Ok(id) => {
+                    map.insert(id, exp.and_utc().timestamp());
+                }
+                Err(_) => {
+                    log::warn!("token_revocation holds a token id that is not a UUID; ignored")
+                }
+            }
+        }
+    }
+}
+
+/// Loads every live revocation; returns the cursor to poll from.
+pub fn load(
+    conn: &mut DbConnection,
+    set: &RevocationSet,
+    cutoff: NaiveDateTime,
+) -> Result<Cursor, diesel::result::Error> {
+    // The cursor first: whatever commits while we load is picked up by the first poll.
+    let cursor = revocations::cursor_now(conn)?;
+    set.absorb(revocations::live(conn, cutoff)?);
+    Ok(cursor)
+}
+
+/// Polls the database for other replicas' revocations until the process ends.
+pub async fn sync_forever(
+    pool: Pool,
+    set: Arc<RevocationSet>,
+    mut cursor: Cursor,
+    interval: Duration,
+    leeway: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut last_prune = std::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        let pool = pool.clone();
+        let polled = actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            revocations::poll(&mut conn, cursor).map_err(|e| e.to_string())
+        })
+        .await;
+        match polled {
+            Ok(Ok((rows, next))) => {
+                if failing {
+                    log::info!("revocation sync recovered");
+                    failing = false;
+                }
+                set.absorb(rows);
+                cursor = next;
+                set.polls.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers: {e}");
+                    failing = true;
+                }
+            }
+            Err(e) => log::error!("revocation sync task failed: {e}"),
+        }
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            let before = chrono::Utc::now().timestamp() - leeway.as_secs() as i64;
+            set.prune(before);
+            last_prune = std::time::Instant::now();
+        }
+    }
+}
