@@ -53,6 +53,33 @@ impl FromRequest for Principal {
     }
 }
 
+/// A caller allowed to change things (an admin token). Checked while extracting, so a
+/// caller without the right gets 401/403 before its request body is even looked at.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+/// A caller allowed to read management data.
+#[derive(Debug, Clone)]
+pub struct Reader(pub Principal);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|p| p.require_admin().map(|()| Admin(p))))
+    }
+}
+
+impl FromRequest for Reader {
+    type Error = ApiError;
+    type Future = Ready<Result<Reader, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|p| p.require_reader().map(|()| Reader(p))))
+    }
+}
+
 /// Verifies the request's bearer token (in memory: no database access).
 pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {

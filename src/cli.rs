@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::accounts::{self, AccountName, Actor, NewAccount};
 use crate::app::{self, Application};
-use crate::config::{ServeArgs, SettingsArgs};
+use crate::config::{ServeArgs, Settings, SettingsArgs};
 use crate::scope::{RequestedTtl, Scope, TtlFields, ValidMetadata};
 
 /// Exit code for failures (1 is kept for "something needs attention" reports).
@@ -121,6 +121,17 @@ fn migrate(args: SettingsArgs) -> Result<(), String> {
 
 fn admin_token(name: &str, ttl_hours: Option<u64>, args: SettingsArgs) -> Result<(), String> {
     let settings = args.into_settings()?;
+    println!("{}", mint_admin_token(&settings, name, ttl_hours)?);
+    Ok(())
+}
+
+/// Creates an admin service account directly in the database and returns its token
+/// (`tokend admin-token`; also how tests get their first token).
+pub fn mint_admin_token(
+    settings: &Settings,
+    name: &str,
+    ttl_hours: Option<u64>,
+) -> Result<String, String> {
     let requested = RequestedTtl::from_fields(&TtlFields {
         ttl_hours: ttl_hours.map(|h| json!(h)),
         ..TtlFields::default()
@@ -136,12 +147,11 @@ fn admin_token(name: &str, ttl_hours: Option<u64>, args: SettingsArgs) -> Result
             .map_err(|e| e.message().to_owned())?,
         metadata: ValidMetadata::parse(Scope::Admin, None).map_err(|e| e.message().to_owned())?,
     };
-    let opened = app::open(&settings).map_err(|e| e.to_string())?;
+    let opened = app::open(settings).map_err(|e| e.to_string())?;
     let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
     let issued = accounts::create(&mut conn, &opened.tokens, &new, &Actor::default())
         .map_err(|e| e.message().to_owned())?;
-    println!("{}", issued.token.token);
-    Ok(())
+    Ok(issued.token.token)
 }
 
 fn cleanup(args: SettingsArgs) -> Result<(), String> {

@@ -86,7 +86,7 @@ pub fn human_duration(d: std::time::Duration) -> String {
     // Days from a week up; below that hours read better (a sensor lives 24h to 72h).
     if secs >= 7 * 86_400 && secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs != 0 && secs.is_multiple_of(3_600) {
+    } else if secs > 3_600 && secs.is_multiple_of(3_600) {
         format!("{}h", secs / 3_600)
     } else if secs != 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::Admin;
 use crate::cleanup::{self, CleanupReport, Trigger};
 use crate::error::{ApiError, ErrorBody};
 
@@ -17,10 +17,9 @@ use crate::error::{ApiError, ErrorBody};
     ))]
 pub async fn run_cleanup(
     state: web::Data<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let actor = principal.actor(&req);
     let state = state.into_inner();
     let report = web::block(move || {

@@ -13,7 +13,7 @@ use crate::accounts::{
     self, Account, AccountDetail, AccountName, Description, Issued, NewAccount, Reason, Revoked,
 };
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admin, Reader};
 use crate::db::queries::identities::{ListFilter, StatusFilter, SERVICE_ACCOUNT};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::{RequestedTtl, Scope, ScopePolicy, TtlFields, ValidMetadata};
@@ -296,11 +296,10 @@ fn token_id(raw: &str) -> Result<Uuid, ApiError> {
     ))]
 pub async fn create(
     state: web::Data<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     req: HttpRequest,
     body: web::Json<CreateServiceAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let new = body.into_inner().parse(&state.settings.scopes)?;
     let actor = principal.actor(&req);
     let state2 = state.clone();
@@ -334,10 +333,9 @@ pub async fn create(
     ))]
 pub async fn list(
     state: web::Data<AppState>,
-    principal: Principal,
+    Reader(_principal): Reader,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_reader()?;
     let filter = query.into_inner().parse(time::now())?;
     let (limit, offset) = (filter.limit, filter.offset);
     let (data, total) = web::block(move || {
@@ -365,10 +363,9 @@ pub async fn list(
     ))]
 pub async fn get(
     state: web::Data<AppState>,
-    principal: Principal,
+    Reader(_principal): Reader,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_reader()?;
     let id = account_id(&path)?;
     let detail = web::block(move || {
         let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
@@ -392,12 +389,11 @@ pub async fn get(
     ))]
 pub async fn revoke(
     state: web::Data<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     req: HttpRequest,
     path: web::Path<String>,
     body: OptionalJson<RevokeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let id = account_id(&path)?;
     let reason = body.0.unwrap_or_default().reason()?;
     let actor = principal.actor(&req);
@@ -439,12 +435,11 @@ pub async fn revoke(
     ))]
 pub async fn issue_token(
     state: web::Data<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     req: HttpRequest,
     path: web::Path<String>,
     body: OptionalJson<IssueTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let id = account_id(&path)?;
     let body = body.0.unwrap_or_default();
     let ttl = RequestedTtl::from_fields(&TtlFields {
@@ -486,12 +481,11 @@ pub async fn issue_token(
     ))]
 pub async fn revoke_token(
     state: web::Data<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: OptionalJson<RevokeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let (raw_id, raw_token) = path.into_inner();
     let id = account_id(&raw_id)?;
     let jti = token_id(&raw_token)?;

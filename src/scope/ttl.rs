@@ -143,7 +143,7 @@ impl ScopePolicy {
             _ => Err(ApiError::bad_request(
                 Code::TtlOutOfRange,
                 format!(
-                    "{}: {} is outside the {scope} scope's TTL bounds; a {scope} token must live {}",
+                    "{}: {} is outside the {scope} scope's TTL bounds: {scope} tokens must live {}",
                     requested.field,
                     requested.value,
                     bounds.describe()

@@ -1,0 +1,266 @@
+//! `TestApp`: the real server on 127.0.0.1:0, on its own SQLite file or its own PostgreSQL
+//! database (created from `TOKEND_TEST_PG_URL`, dropped afterwards).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use tokend::app::{AppState, Application};
+use tokend::config::{Database, Settings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `TOKEND_TEST_PG_URL`, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+pub fn pg_url() -> Option<String> {
+    std::env::var("TOKEND_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Runs each listed `async fn name(Backend)` on SQLite, and on PostgreSQL when
+/// `TOKEND_TEST_PG_URL` is set (otherwise the PostgreSQL variant says it is skipped).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if $crate::helpers::pg_url().is_none() {
+                        eprintln!("skipped: TOKEND_TEST_PG_URL is not set");
+                        return;
+                    }
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A PostgreSQL database of one test, dropped when the last holder goes.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    fn create() -> PgDatabase {
+        let admin_url = pg_url().expect("TOKEND_TEST_PG_URL");
+        let name = format!("tokend_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(&admin_url).expect("connect to TOKEND_TEST_PG_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create the test database");
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+        let url = format!("{base}/{name}{query}");
+        PgDatabase {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}
+
+/// Where a test's data lives; shared by replicas of the same deployment.
+pub struct Storage {
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgDatabase>,
+}
+
+impl Storage {
+    pub fn new(backend: Backend) -> Arc<Storage> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = (backend == Backend::Postgres).then(PgDatabase::create);
+        Arc::new(Storage { dir, pg })
+    }
+
+    pub fn database(&self) -> Database {
+        match &self.pg {
+            Some(pg) => Database::Postgres {
+                url: SecretString::from(pg.url.clone()),
+            },
+            None => Database::Sqlite {
+                path: self.dir.path().join("tokend.db"),
+            },
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// Settings for tests: port 0, a temp data dir, one worker, no cleanup during the test.
+pub fn test_settings(storage: &Storage) -> Settings {
+    let mut s = Settings::new(storage.database());
+    s.listen = "127.0.0.1:0".into();
+    s.data_dir = storage.data_dir();
+    s.cleanup_interval = Duration::from_secs(86_400);
+    s.db_wait = Duration::from_secs(5);
+    s.pool_size = 4;
+    s.workers = Some(1);
+    s
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub settings: Settings,
+    pub storage: Arc<Storage>,
+    pub state: web::Data<AppState>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// A server on fresh storage, with settings adjusted by `configure`.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let storage = web::block(move || Storage::new(backend)).await.unwrap();
+        let mut settings = test_settings(&storage);
+        configure(&mut settings);
+        Self::start(storage, settings).await
+    }
+
+    /// Another server on the same database and keys (a replica).
+    pub async fn replica(&self) -> TestApp {
+        Self::start(self.storage.clone(), self.settings.clone()).await
+    }
+
+    pub async fn start(storage: Arc<Storage>, settings: Settings) -> TestApp {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the server starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let admin_settings = settings.clone();
+        let admin_token =
+            web::block(move || tokend::cli::mint_admin_token(&admin_settings, "test-admin", None))
+                .await
+                .unwrap()
+                .expect("an admin token");
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            admin_token,
+            settings,
+            storage,
+            state,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, json)
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self.send(method, path, Some(&self.admin_token), body).await;
+        (s, v)
+    }
+
+    /// Creates an account with the admin token; panics unless 201.
+    pub async fn create_account(&self, body: Value) -> Value {
+        let (status, json) = self
+            .admin(Method::POST, "/service-accounts", Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create {body}: {json}");
+        json
+    }
+
+    /// `GET /auth/whoami` with a token: status and body.
+    pub async fn whoami(&self, token: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .send(Method::GET, "/auth/whoami", Some(token), None)
+            .await;
+        (s, v)
+    }
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// Seconds between two RFC 3339 times of a response.
+pub fn seconds_between(from: &Value, to: &Value) -> i64 {
+    let parse = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time string"))
+            .expect("RFC 3339")
+            .timestamp()
+    };
+    parse(to) - parse(from)
+}
+
+/// A sensor account request.
+pub fn sensor(name: &str) -> Value {
+    serde_json::json!({"name": name, "scope": "sensor", "metadata": {"trigger_types": ["core.timer"]}})
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server over HTTP, on real SQLite and (with
+//! `TOKEND_TEST_PG_URL`) real PostgreSQL. One binary; one module per area.
+
+mod helpers;
+
+mod cli;
+mod errors;
+mod openapi;
+mod replicas;
+mod revocation;
+mod token_attacks;
+mod ttl;
+mod verify;
+mod workflow;
