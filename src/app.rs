@@ -135,7 +135,7 @@ impl Application {
         }
         let server = server.run();
         actix_web::rt::spawn(revocation::sync_forever(
-            opened.pool.clone(),
+            opened.manager.clone(),
             opened.revocations.clone(),
             opened.cursor,
             settings.revocation_sync_interval,

@@ -29,7 +29,10 @@ pub async fn health() -> HttpResponse {
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pool = state.pool.clone();
     web::block(move || -> Result<(), ApiError> {
-        let mut conn = pool.get().map_err(crate::db::DbError::from)?;
+        // Answer quickly: a load balancer is waiting.
+        let mut conn = pool
+            .get_timeout(std::time::Duration::from_secs(2))
+            .map_err(crate::db::DbError::from)?;
         crate::db::ping(&mut conn).map_err(|e| ApiError::unavailable("readiness check", &e))
     })
     .await??;

@@ -15,7 +15,7 @@ use chrono::NaiveDateTime;
 use uuid::Uuid;
 
 use crate::db::queries::revocations::{self, Cursor, RevokedToken};
-use crate::db::{DbConnection, Pool};
+use crate::db::{DbConnection, DbManager};
 
 /// Revoked, unexpired token ids. Reads take no lock.
 #[derive(Default)]
@@ -85,8 +85,11 @@ pub fn load(
 }
 
 /// Polls the database for other replicas' revocations until the process ends.
+///
+/// The poll has a connection of its own, so a pool exhausted by request traffic never
+/// delays it; after an error it reconnects on the next tick.
 pub async fn sync_forever(
-    pool: Pool,
+    manager: DbManager,
     set: Arc<RevocationSet>,
     mut cursor: Cursor,
     interval: Duration,
@@ -94,18 +97,25 @@ pub async fn sync_forever(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<DbConnection> = None;
     let mut failing = false;
     let mut last_prune = std::time::Instant::now();
     loop {
         ticker.tick().await;
-        let pool = pool.clone();
+        let (m, c) = (manager.clone(), conn.take());
         let polled = actix_web::rt::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            revocations::poll(&mut conn, cursor).map_err(|e| e.to_string())
+            let mut c = match c {
+                Some(c) => c,
+                None => m.connect().map_err(|e| e.to_string())?,
+            };
+            let result = revocations::poll(&mut c, cursor).map_err(|e| e.to_string());
+            // A connection that failed a query is not reused.
+            Ok::<_, String>((result.is_ok().then_some(c), result))
         })
         .await;
         match polled {
-            Ok(Ok((rows, next))) => {
+            Ok(Ok((c, Ok((rows, next))))) => {
+                conn = c;
                 if failing {
                     log::info!("revocation sync recovered");
                     failing = false;
@@ -114,7 +124,7 @@ pub async fn sync_forever(
                 cursor = next;
                 set.polls.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Err(e)) => {
+            Ok(Ok((_, Err(e)))) | Ok(Err(e)) => {
                 if !failing {
                     log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers: {e}");
                     failing = true;

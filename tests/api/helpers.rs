@@ -159,6 +159,18 @@ impl TestApp {
         Self::start(storage, settings).await
     }
 
+    /// A server without clock-skew leeway where execution tokens may live from 1 s, so
+    /// tests can watch tokens expire.
+    pub async fn spawn_short_lived(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |s| {
+            s.leeway = Duration::ZERO;
+            s.scopes
+                .set_bounds_from_spec(tokend::scope::Scope::Execution, "1s:60m:60m")
+                .unwrap();
+        })
+        .await
+    }
+
     /// Another server on the same database and keys (a replica).
     pub async fn replica(&self) -> TestApp {
         Self::start(self.storage.clone(), self.settings.clone()).await

@@ -11,4 +11,5 @@ mod revocation;
 mod token_attacks;
 mod ttl;
 mod verify;
+mod walkthrough;
 mod workflow;

@@ -20,13 +20,7 @@ pub async fn revocation_rows(app: &TestApp) -> i64 {
 }
 
 async fn cleanup_deletes_exactly_the_expired_rows(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| {
-        s.leeway = Duration::ZERO;
-        s.scopes
-            .set_bounds_from_spec(tokend::scope::Scope::Execution, "1s:60m:60m")
-            .unwrap();
-    })
-    .await;
+    let app = TestApp::spawn_short_lived(backend).await;
     let mut short = Vec::new();
     for i in 0..3 {
         short.push(app.create_account(json!({"name": format!("exec-{i}"), "scope": "execution", "ttl_seconds": 3, "metadata": {"execution_id": i}})).await);

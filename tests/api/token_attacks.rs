@@ -41,13 +41,7 @@ async fn assert_refused(app: &TestApp, token: &str, expected_code: &str, what: &
 }
 
 async fn expired_token(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| {
-        s.leeway = Duration::ZERO;
-        s.scopes
-            .set_bounds_from_spec(tokend::scope::Scope::Execution, "1s:60m:60m")
-            .unwrap();
-    })
-    .await;
+    let app = TestApp::spawn_short_lived(backend).await;
     let created = app
         .create_account(json!({"name": "short", "scope": "execution", "ttl_seconds": 2, "metadata": {"execution_id": 1}}))
         .await;
