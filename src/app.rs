@@ -7,11 +7,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{web, App, HttpServer};
 
+use crate::accounts::passwords::Passwords;
 use crate::config::Settings;
 use crate::db::{self, DbError, DbManager, Pool};
 use crate::error::cause_chain;
 use crate::tokens::revocation::{self, RevocationSet};
 use crate::tokens::{KeyError, KeyStore, TokenService};
+use crate::usage::UsageRecorder;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -20,6 +22,8 @@ pub struct AppState {
     pub manager: DbManager,
     pub settings: Arc<Settings>,
     pub tokens: Arc<TokenService>,
+    pub passwords: Arc<Passwords>,
+    pub usage: Arc<UsageRecorder>,
 }
 
 /// Why tokend could not start. The message says what to do.
@@ -106,11 +110,15 @@ impl Application {
                 source,
             })?
             .port();
+        let passwords = Arc::new(Passwords::new(settings.argon2).map_err(StartError::Config)?);
+        let usage = Arc::new(UsageRecorder::new());
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
             settings: settings.clone(),
             tokens: opened.tokens.clone(),
+            passwords,
+            usage: usage.clone(),
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -141,6 +149,7 @@ impl Application {
             settings.revocation_sync_interval,
             settings.leeway,
         ));
+        actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
         actix_web::rt::spawn(crate::cleanup::run_forever(
             opened.manager.clone(),
             settings.clone(),
@@ -174,4 +183,21 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Runs `f` with a pooled connection on the blocking pool: the one way handlers reach the
+/// database.
+pub async fn with_db<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, crate::error::ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&AppState, &mut db::DbConnection) -> Result<T, crate::error::ApiError>
+        + Send
+        + 'static,
+{
+    let state = state.clone();
+    web::block(move || {
+        let mut conn = state.pool.get().map_err(DbError::from)?;
+        f(&state, &mut conn)
+    })
+    .await?
 }

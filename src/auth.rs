@@ -6,11 +6,12 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use crate::accounts::users::Role;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::error::{ApiError, Code};
 use crate::scope::Scope;
-use crate::tokens::Claims;
+use crate::tokens::{Claims, IdentityType, TokenError};
 
 /// The verified token of the caller.
 #[derive(Debug, Clone)]
@@ -19,20 +20,45 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Management calls that change things: an `admin` token.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.claims.scope == Scope::Admin {
-            return Ok(());
+    /// The management role this token carries: an `admin` token is an admin; a user's `cli`
+    /// token carries the user's role; every other token has none.
+    pub fn role(&self) -> Option<Role> {
+        match (self.claims.scope, self.claims.identity_type) {
+            (Scope::Admin, _) => Some(Role::Admin),
+            (Scope::Cli, IdentityType::User) => self
+                .claims
+                .metadata
+                .get("role")
+                .and_then(|r| r.as_str())
+                .and_then(|r| Role::parse(r).ok()),
+            _ => None,
         }
-        Err(ApiError::insufficient_scope(format!(
-            "this call needs an admin token; a {} token cannot manage tokend",
-            self.claims.scope
-        )))
     }
 
-    /// Management calls that only read.
+    /// Management calls that change things: the admin role.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role() {
+            Some(Role::Admin) => Ok(()),
+            Some(Role::Viewer) => Err(ApiError::insufficient_scope(
+                "this call changes things and needs the admin role; your role is viewer",
+            )),
+            None => Err(self.no_role()),
+        }
+    }
+
+    /// Management calls that only read: admin or viewer.
     pub fn require_reader(&self) -> Result<(), ApiError> {
-        self.require_admin()
+        match self.role() {
+            Some(_) => Ok(()),
+            None => Err(self.no_role()),
+        }
+    }
+
+    fn no_role(&self) -> ApiError {
+        ApiError::insufficient_scope(format!(
+            "this call needs an admin token or a user's cli token; a {} token cannot manage tokend",
+            self.claims.scope
+        ))
     }
 
     /// The audit trail's view of this caller.
@@ -90,8 +116,17 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     };
     let token = bearer_token(req)?;
     match state.tokens.verify(token) {
-        Ok(claims) => Ok(Principal { claims }),
+        Ok(claims) => {
+            state.usage.used(claims.jti, claims.identity_id);
+            Ok(Principal { claims })
+        }
         Err(e) => {
+            if let TokenError::Revoked { jti, identity_id } = &e {
+                let remote = req.peer_addr().map(|a| a.ip().to_string());
+                state
+                    .usage
+                    .revoked_use(*jti, *identity_id, remote, req.path());
+            }
             let err = ApiError::from(e);
             log::warn!(
                 "refused token …{} for {} {}: {}",

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{locks, revocations, tokens};
+use crate::db::queries::{locks, logins, revocations, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -102,6 +102,9 @@ pub fn run(
                 break;
             }
         }
+        // Login attempts older than the lockout window no longer count.
+        let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
+        logins::prune(&mut conn, time::to_db(now - window))?;
         Ok(())
     })();
     report.took_ms = started.elapsed().as_millis() as u64;

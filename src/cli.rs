@@ -1,10 +1,14 @@
-//! The command line: `tokend serve | migrate | admin-token | cleanup | openapi`.
+//! The command line: `tokend serve | migrate | admin-token | user add | cleanup | openapi`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use std::io::IsTerminal;
+
+use crate::accounts::passwords::{Password, Passwords};
+use crate::accounts::users::{self, Login, Role};
 use crate::accounts::{self, AccountName, Actor, NewAccount};
 use crate::app::{self, Application};
 use crate::config::{ServeArgs, Settings, SettingsArgs};
@@ -50,6 +54,11 @@ pub enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Manage users (people who log in for cli tokens).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Prune revocations of expired tokens now and print what was deleted (JSON).
     Cleanup {
         #[command(flatten)]
@@ -57,6 +66,24 @@ pub enum Command {
     },
     /// Print the OpenAPI specification (JSON).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is asked for on the terminal, or read from stdin with
+    /// --password-stdin (`printf %s "$PW" | tokend user add alice --role admin --password-stdin`).
+    Add {
+        /// The login (letters, digits, `.`, `_`, `@`, `-`).
+        login: String,
+        /// `admin` (may do everything) or `viewer` (may only read).
+        #[arg(long)]
+        role: String,
+        /// Read the password from the first line of stdin instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 impl Command {
@@ -79,6 +106,15 @@ pub fn run(command: Command) -> ExitCode {
             ttl_hours,
             settings,
         } => admin_token(&name, ttl_hours, settings),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    login,
+                    role,
+                    password_stdin,
+                    settings,
+                },
+        } => add_user(&login, &role, password_stdin, settings),
         Command::Cleanup { settings } => cleanup(settings),
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
@@ -152,6 +188,52 @@ pub fn mint_admin_token(
     let issued = accounts::create(&mut conn, &opened.tokens, &new, &Actor::default())
         .map_err(|e| e.message().to_owned())?;
     Ok(issued.token.token)
+}
+
+fn add_user(
+    login: &str,
+    role: &str,
+    password_stdin: bool,
+    args: SettingsArgs,
+) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let login = Login::parse(login).map_err(|e| e.message().to_owned())?;
+    let role = Role::parse(role).map_err(|e| e.message().to_owned())?;
+    let raw = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(
+                "no terminal to ask for the password; pipe it in with --password-stdin".into(),
+            );
+        }
+        let first = rpassword::prompt_password(format!("Password for {}: ", login.as_str()))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the passwords do not match".into());
+        }
+        first
+    };
+    let password = Password::new_password(raw).map_err(|e| e.message().to_owned())?;
+    let passwords = Passwords::new(settings.argon2)?;
+    let hash = passwords
+        .hash(&password)
+        .map_err(|e| e.message().to_owned())?;
+    let opened = app::open(&settings).map_err(|e| e.to_string())?;
+    let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
+    let user = users::add(&mut conn, &login, role, &hash, &Actor::default())
+        .map_err(|e| e.message().to_owned())?;
+    println!(
+        "{}",
+        serde_json::to_string(&user).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }
 
 fn cleanup(args: SettingsArgs) -> Result<(), String> {

@@ -136,6 +136,32 @@ pub struct Settings {
     pub key_encryption_key: Option<SecretString>,
     /// HTTP worker threads; `None`: one per core.
     pub workers: Option<usize>,
+    /// Password hashing cost (argon2id): memory in KiB, iterations, parallelism.
+    pub argon2: Argon2Cost,
+    /// Failed logins for one login within `login_window` before further attempts get 429.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    /// A successful login revokes that user's earlier cli tokens.
+    pub login_revokes_previous: bool,
+}
+
+/// argon2id parameters. The defaults are the argon2 crate's recommendation
+/// (19 MiB, 2 iterations, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Argon2Cost {
+            memory_kib: argon2::Params::DEFAULT_M_COST,
+            iterations: argon2::Params::DEFAULT_T_COST,
+            parallelism: argon2::Params::DEFAULT_P_COST,
+        }
+    }
 }
 
 impl Settings {
@@ -157,6 +183,10 @@ impl Settings {
             db_wait: Duration::from_secs(30),
             key_encryption_key: None,
             workers: None,
+            argon2: Argon2Cost::default(),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            login_revokes_previous: false,
         }
     }
 
@@ -223,6 +253,26 @@ pub struct SettingsArgs {
     /// database needs the same one. Default: DATA_DIR/signing-keys.kek, created on first start.
     #[arg(long, env = "TOKEND_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<String>,
+
+    /// argon2id memory cost in KiB for new password hashes.
+    #[arg(long, env = "TOKEND_ARGON2_MEMORY_KIB", default_value_t = argon2::Params::DEFAULT_M_COST)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations for new password hashes.
+    #[arg(long, env = "TOKEND_ARGON2_ITERATIONS", default_value_t = argon2::Params::DEFAULT_T_COST)]
+    pub argon2_iterations: u32,
+    /// argon2id parallelism for new password hashes.
+    #[arg(long, env = "TOKEND_ARGON2_PARALLELISM", default_value_t = argon2::Params::DEFAULT_P_COST)]
+    pub argon2_parallelism: u32,
+
+    /// Failed logins for one login within the window before further attempts get 429.
+    #[arg(long, env = "TOKEND_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+    /// The lockout window (e.g. 15m).
+    #[arg(long, env = "TOKEND_LOGIN_WINDOW", default_value = "15m")]
+    pub login_window: String,
+    /// A successful login revokes that user's earlier cli tokens.
+    #[arg(long, env = "TOKEND_LOGIN_REVOKES_PREVIOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub login_revokes_previous: bool,
 
     /// TTL bounds of sensor tokens, MIN:MAX[:DEFAULT] (default 24h:72h:72h).
     #[arg(long, env = "TOKEND_TTL_SENSOR")]
@@ -310,6 +360,24 @@ impl SettingsArgs {
         s.pool_size = self.db_pool_size;
         s.db_wait = duration("TOKEND_DB_WAIT", &self.db_wait)?;
         s.key_encryption_key = self.key_encryption_key.map(SecretString::from);
+        s.argon2 = Argon2Cost {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        };
+        argon2::Params::new(
+            s.argon2.memory_kib,
+            s.argon2.iterations,
+            s.argon2.parallelism,
+            None,
+        )
+        .map_err(|e| format!("TOKEND_ARGON2_*: {e}"))?;
+        if self.login_max_failures == 0 {
+            return Err("TOKEND_LOGIN_MAX_FAILURES must be at least 1".into());
+        }
+        s.login_max_failures = self.login_max_failures;
+        s.login_window = positive("TOKEND_LOGIN_WINDOW", &self.login_window)?;
+        s.login_revokes_previous = self.login_revokes_previous;
         for (scope, spec) in [
             (Scope::Sensor, self.ttl_sensor),
             (Scope::Execution, self.ttl_execution),

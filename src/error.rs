@@ -41,6 +41,8 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     AccountRevoked,
+    LoginTaken,
+    InvalidCredentials,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
@@ -71,6 +73,8 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::AccountRevoked => "account_revoked",
+            Code::LoginTaken => "login_taken",
+            Code::InvalidCredentials => "invalid_credentials",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::TooManyRequests => "too_many_requests",
@@ -99,7 +103,8 @@ impl Code {
             | Code::IpNotAllowed => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::AccountRevoked => StatusCode::CONFLICT,
+            Code::AccountRevoked | Code::LoginTaken => StatusCode::CONFLICT,
+            Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -221,7 +226,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::UNAUTHORIZED {
+        if self.status_code() == StatusCode::UNAUTHORIZED && self.code != Code::InvalidCredentials {
             builder.insert_header((header::WWW_AUTHENTICATE, www_authenticate(self)));
         }
         if let Some(secs) = self.retry_after_secs {

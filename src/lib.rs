@@ -17,3 +17,4 @@ pub mod routes;
 pub mod scope;
 pub mod time;
 pub mod tokens;
+pub mod usage;

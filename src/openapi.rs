@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, auth, health, service_accounts, well_known};
+use crate::routes::{
+    admin, audit, auth, health, introspect, service_accounts, session, users, well_known,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +27,13 @@ use crate::routes::{admin, auth, health, service_accounts, well_known};
         service_accounts::revoke_token,
         auth::whoami,
         auth::verify,
+        session::login,
+        session::logout,
+        session::refresh,
+        introspect::introspect,
+        introspect::revoke_token,
+        users::add,
+        audit::list,
         admin::run_cleanup,
         well_known::jwks,
     ),
@@ -33,6 +42,8 @@ use crate::routes::{admin, auth, health, service_accounts, well_known};
     tags(
         (name = "service-accounts", description = "Create, list, rotate and revoke service accounts"),
         (name = "auth", description = "Token introspection and forward-auth"),
+        (name = "users", description = "People who log in for cli tokens"),
+        (name = "audit", description = "The trail of every change to a credential"),
         (name = "keys", description = "Public keys for offline verification"),
         (name = "admin", description = "Maintenance"),
         (name = "health", description = "Liveness and readiness"),

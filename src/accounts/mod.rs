@@ -2,12 +2,15 @@
 
 pub mod input;
 pub mod model;
+pub mod passwords;
 pub mod revoke;
 pub mod service;
+pub mod sessions;
+pub mod users;
 
 pub use input::{AccountName, Description, Reason};
 pub use model::{Account, AccountDetail, AccountStatus, TokenRecord};
-pub use revoke::{revoke_account, revoke_token, Revoked};
+pub use revoke::{revoke_account, revoke_token, Revoked, TokenOwner};
 pub use service::{create, get, issue_token, list, Issued, NewAccount};
 
 pub use crate::audit::Actor;

@@ -3,6 +3,8 @@
 //! A revocation is committed to `token_revocation` before it is acknowledged, then added to
 //! this replica's in-memory set at once; other replicas pick it up from the table.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -10,7 +12,7 @@ use uuid::Uuid;
 use super::input::Reason;
 use super::service::{find_account_row, not_found};
 use crate::audit::{record, Actor};
-use crate::db::models::NewRevocation;
+use crate::db::models::{IssuedTokenRow, NewRevocation};
 use crate::db::queries::identities::{self, SERVICE_ACCOUNT};
 use crate::db::queries::{revocations, tokens as token_rows};
 use crate::db::{write_transaction, DbConnection};
@@ -44,7 +46,7 @@ pub fn revoke_account(
     conn: &mut DbConnection,
     identity_id: i64,
     reason: Option<&Reason>,
-    leeway: std::time::Duration,
+    leeway: Duration,
     actor: &Actor,
 ) -> Result<Revoked, ApiError> {
     let reason = reason.map(Reason::as_str);
@@ -67,23 +69,7 @@ pub fn revoke_account(
                 already_revoked: true,
             });
         }
-        // Tokens inside the leeway after expiry still verify: revoke those too.
-        let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
-        let live = token_rows::live_of_identity(conn, identity_id, time::to_db(cutoff))?;
-        let jtis: Vec<String> = live.iter().map(|t| t.jti.clone()).collect();
-        token_rows::mark_revoked(conn, &jtis, time::to_db(now))?;
-        let rows: Vec<NewRevocation> = live
-            .iter()
-            .map(|t| NewRevocation {
-                token_jti: t.jti.clone(),
-                identity_id,
-                token_exp: t.expires_at,
-                revoked_at: time::to_db(now),
-                revoked_by: actor.identity_id,
-                reason: reason.map(str::to_owned),
-            })
-            .collect();
-        revocations::insert_many(conn, &rows)?;
+        let revoked = revoke_live_tokens(conn, identity_id, now, leeway, reason, actor)?;
         record(
             conn,
             actor,
@@ -92,13 +78,9 @@ pub fn revoke_account(
             None,
             reason,
             json!({
-                "revoked_tokens": rows.len(),
+                "revoked_tokens": revoked.len(),
             }),
         )?;
-        let revoked = live
-            .iter()
-            .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at))))
-            .collect();
         Ok(Revoked {
             identity_id,
             revoked,
@@ -108,37 +90,96 @@ pub fn revoke_account(
     })
 }
 
-/// Revokes one token of an account. Unknown account or token: 404. Repeating it is harmless.
-pub fn revoke_token(
+/// Revokes every token of an identity that still verifies (tokens inside the leeway after
+/// their expiry do). Call inside a write transaction that has locked the identity row.
+pub fn revoke_live_tokens(
     conn: &mut DbConnection,
     identity_id: i64,
-    token_id: Uuid,
-    reason: Option<&Reason>,
-    leeway: std::time::Duration,
+    now: DateTime<Utc>,
+    leeway: Duration,
+    reason: Option<&str>,
     actor: &Actor,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
+    let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
+    let live = token_rows::live_of_identity(conn, identity_id, time::to_db(cutoff))?;
+    let jtis: Vec<String> = live.iter().map(|t| t.jti.clone()).collect();
+    token_rows::mark_revoked(conn, &jtis, time::to_db(now))?;
+    let rows: Vec<NewRevocation> = live
+        .iter()
+        .map(|t| revocation_row(t, now, reason, actor))
+        .collect();
+    revocations::insert_many(conn, &rows)?;
+    identities::set_expiry(conn, identity_id, None)?;
+    Ok(live
+        .iter()
+        .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at))))
+        .collect())
+}
+
+fn revocation_row(
+    t: &IssuedTokenRow,
+    now: DateTime<Utc>,
+    reason: Option<&str>,
+    actor: &Actor,
+) -> NewRevocation {
+    NewRevocation {
+        token_jti: t.jti.clone(),
+        identity_id: t.identity_id,
+        token_exp: t.expires_at,
+        revoked_at: time::to_db(now),
+        revoked_by: actor.identity_id,
+        reason: reason.map(str::to_owned),
+    }
+}
+
+/// Which token [`revoke_token`] may touch.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenOwner {
+    /// Only a token of this service account (`/service-accounts/{id}/tokens/{token_id}`).
+    ServiceAccount(i64),
+    /// Any token tokend issued (`/tokens/revoke`, logout).
+    Anyone,
+}
+
+/// Revokes one token. Unknown token (or not the owner's): 404. Repeating it is harmless.
+pub fn revoke_token(
+    conn: &mut DbConnection,
+    token_id: Uuid,
+    owner: TokenOwner,
+    reason: Option<&str>,
+    leeway: Duration,
+    actor: &Actor,
+    action: &str,
 ) -> Result<Revoked, ApiError> {
-    let reason = reason.map(Reason::as_str);
     let jti = token_id.to_string();
     write_transaction(conn, |conn| {
         let now = time::now();
-        let token_missing = || {
-            ApiError::not_found(format!(
-                "service account {identity_id} has no token {token_id}; GET /service-accounts/{identity_id} lists its tokens"
-            ))
-        };
-        // Lock the account row: its expires_at is recomputed below, and a concurrent issue
-        // must not interleave with that.
-        if identities::lock(conn, identity_id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
-            return Err(not_found(identity_id));
+        let missing = || {
+            match owner {
+            TokenOwner::ServiceAccount(id) => ApiError::not_found(format!(
+                "service account {id} has no token {token_id}; GET /service-accounts/{id} lists its tokens"
+            )),
+            TokenOwner::Anyone => ApiError::not_found(format!("no token {token_id} was issued here")),
         }
-        let token = token_rows::find(conn, &jti)?
-            .filter(|t| t.identity_id == identity_id)
-            .ok_or_else(token_missing)?;
+        };
+        if let TokenOwner::ServiceAccount(id) = owner {
+            find_account_row(conn, id)?.ok_or_else(|| not_found(id))?;
+        }
+        let token = token_rows::find(conn, &jti)?.ok_or_else(missing)?;
+        if let TokenOwner::ServiceAccount(id) = owner {
+            if token.identity_id != id {
+                return Err(missing());
+            }
+        }
+        let identity_id = token.identity_id;
+        // Lock the identity row: its expires_at is recomputed below, and a concurrent issue
+        // must not interleave with that.
+        identities::lock(conn, identity_id, time::to_db(now))?;
         // The conditional update decides: of two concurrent revocations, one changes the row.
-        if token.revoked_at.is_some()
-            || token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))? == 0
-        {
-            let again = token_rows::find(conn, &jti)?.ok_or_else(token_missing)?;
+        let changed = token.revoked_at.is_none()
+            && token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))? > 0;
+        if !changed {
+            let again = token_rows::find(conn, &jti)?.ok_or_else(missing)?;
             return Ok(Revoked {
                 identity_id,
                 revoked: Vec::new(),
@@ -149,24 +190,14 @@ pub fn revoke_token(
         let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
         let still_verifies = time::from_db(token.expires_at) > cutoff;
         if still_verifies {
-            revocations::insert_many(
-                conn,
-                &[NewRevocation {
-                    token_jti: jti.clone(),
-                    identity_id,
-                    token_exp: token.expires_at,
-                    revoked_at: time::to_db(now),
-                    revoked_by: actor.identity_id,
-                    reason: reason.map(str::to_owned),
-                }],
-            )?;
+            revocations::insert_many(conn, &[revocation_row(&token, now, reason, actor)])?;
         }
         let latest = token_rows::latest_unrevoked_expiry(conn, identity_id)?;
         identities::set_expiry(conn, identity_id, latest)?;
         record(
             conn,
             actor,
-            "token.revoked",
+            action,
             Some(identity_id),
             Some(&jti),
             reason,

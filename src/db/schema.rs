@@ -82,6 +82,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_failure (id) {
+        id -> BigInt,
+        login -> Text,
+        failed_at -> Timestamp,
+        remote_addr -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(issued_token -> identity (identity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -91,4 +100,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_event,
     signing_key,
     worker_lease,
+    login_failure,
 );

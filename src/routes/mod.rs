@@ -2,10 +2,14 @@
 //! and listed in [`crate::openapi::ApiDoc`].
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod introspect;
 pub mod service_accounts;
+pub mod session;
+pub mod users;
 pub mod well_known;
 
 use actix_web::{web, HttpResponse, Resource};
@@ -46,6 +50,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/whoami", "GET").route(web::get().to(auth::whoami)))
         // Forward-auth: gateways may send the original request's method.
         .service(web::resource("/auth/verify").route(web::route().to(auth::verify)))
+        .service(resource("/auth/login", "POST").route(web::post().to(session::login)))
+        .service(resource("/auth/logout", "POST").route(web::post().to(session::logout)))
+        .service(resource("/auth/refresh", "POST").route(web::post().to(session::refresh)))
+        .service(resource("/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
+        .service(resource("/tokens/revoke", "POST").route(web::post().to(introspect::revoke_token)))
+        .service(resource("/users", "POST").route(web::post().to(users::add)))
+        .service(resource("/audit", "GET").route(web::get().to(audit::list)))
         .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)));

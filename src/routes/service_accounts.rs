@@ -11,8 +11,9 @@ use uuid::Uuid;
 use super::extract::{json_response, OptionalJson};
 use crate::accounts::{
     self, Account, AccountDetail, AccountName, Description, Issued, NewAccount, Reason, Revoked,
+    TokenOwner,
 };
-use crate::app::AppState;
+use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::db::queries::identities::{ListFilter, StatusFilter, SERVICE_ACCOUNT};
 use crate::error::{ApiError, Code, ErrorBody};
@@ -302,12 +303,10 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse(&state.settings.scopes)?;
     let actor = principal.actor(&req);
-    let state2 = state.clone();
-    let issued = web::block(move || {
-        let mut conn = state2.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::create(&mut conn, &state2.tokens, &new, &actor)
+    let issued = with_db(&state, move |s, conn| {
+        accounts::create(conn, &s.tokens, &new, &actor)
     })
-    .await??;
+    .await?;
     log::info!(
         "issued token {} for new {} account {} ({})",
         issued.token.jti,
@@ -338,11 +337,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let filter = query.into_inner().parse(time::now())?;
     let (limit, offset) = (filter.limit, filter.offset);
-    let (data, total) = web::block(move || {
-        let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::list(&mut conn, &filter)
-    })
-    .await??;
+    let (data, total) = with_db(&state, move |_, conn| accounts::list(conn, &filter)).await?;
     Ok(HttpResponse::Ok().json(AccountList {
         data,
         total,
@@ -367,11 +362,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
-    let detail = web::block(move || {
-        let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::get(&mut conn, id)
-    })
-    .await??;
+    let detail = with_db(&state, move |_, conn| accounts::get(conn, id)).await?;
     Ok(HttpResponse::Ok().json(detail))
 }
 
@@ -398,12 +389,10 @@ pub async fn revoke(
     let reason = body.0.unwrap_or_default().reason()?;
     let actor = principal.actor(&req);
     let leeway = state.tokens.leeway();
-    let state2 = state.clone();
-    let revoked: Revoked = web::block(move || {
-        let mut conn = state2.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::revoke_account(&mut conn, id, reason.as_ref(), leeway, &actor)
+    let revoked: Revoked = with_db(&state, move |_, conn| {
+        accounts::revoke_account(conn, id, reason.as_ref(), leeway, &actor)
     })
-    .await??;
+    .await?;
     revoked.apply(state.tokens.revocations());
     if !revoked.already_revoked {
         log::info!(
@@ -449,18 +438,10 @@ pub async fn issue_token(
         ttl_days: body.ttl_days,
     })?;
     let actor = principal.actor(&req);
-    let issued = web::block(move || {
-        let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::issue_token(
-            &mut conn,
-            &state.tokens,
-            &state.settings.scopes,
-            id,
-            ttl,
-            &actor,
-        )
+    let issued = with_db(&state, move |state, conn| {
+        accounts::issue_token(conn, &state.tokens, &state.settings.scopes, id, ttl, &actor)
     })
-    .await??;
+    .await?;
     log::info!("issued token {} for account {id}", issued.token.jti);
     Ok(json_response(
         StatusCode::CREATED,
@@ -492,12 +473,18 @@ pub async fn revoke_token(
     let reason = body.0.unwrap_or_default().reason()?;
     let actor = principal.actor(&req);
     let leeway = state.tokens.leeway();
-    let state2 = state.clone();
-    let revoked = web::block(move || {
-        let mut conn = state2.pool.get().map_err(crate::db::DbError::from)?;
-        accounts::revoke_token(&mut conn, id, jti, reason.as_ref(), leeway, &actor)
+    let revoked = with_db(&state, move |_, conn| {
+        accounts::revoke_token(
+            conn,
+            jti,
+            TokenOwner::ServiceAccount(id),
+            reason.as_ref().map(Reason::as_str),
+            leeway,
+            &actor,
+            "token.revoked",
+        )
     })
-    .await??;
+    .await?;
     revoked.apply(state.tokens.revocations());
     Ok(HttpResponse::Ok().json(TokenRevokedResponse {
         message: "Token revoked",

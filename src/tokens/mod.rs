@@ -59,7 +59,10 @@ pub enum TokenError {
     Expired {
         at: Option<i64>,
     },
-    Revoked,
+    Revoked {
+        jti: Uuid,
+        identity_id: i64,
+    },
 }
 
 impl From<TokenError> for ApiError {
@@ -75,7 +78,7 @@ impl From<TokenError> for ApiError {
                     format!("the token expired{when}; refresh it or ask for a new one"),
                 )
             }
-            TokenError::Revoked => ApiError::new(
+            TokenError::Revoked { .. } => ApiError::new(
                 Code::TokenRevoked,
                 "the token was revoked; ask an administrator for a new one",
             ),
@@ -90,6 +93,8 @@ pub struct TokenService {
     issuer: String,
     audience: String,
     validation: Validation,
+    /// The same checks without `exp`/`nbf`: to recognise our own tokens whatever their age.
+    signature_only: Validation,
 }
 
 #[derive(Deserialize)]
@@ -115,12 +120,16 @@ impl TokenService {
         validation.set_issuer(&[&issuer]);
         validation.set_audience(&[&audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let mut signature_only = validation.clone();
+        signature_only.validate_exp = false;
+        signature_only.validate_nbf = false;
         TokenService {
             keys,
             revocations,
             issuer,
             audience,
             validation,
+            signature_only,
         }
     }
 
@@ -177,6 +186,23 @@ impl TokenService {
     /// Checks a presented token: size, shape, algorithm, key, signature, `iss`, `aud`,
     /// `nbf`, `exp` (with leeway), then revocation. No database access.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.decode(token, &self.validation)?;
+        if self.revocations.is_revoked(&claims.jti) {
+            return Err(TokenError::Revoked {
+                jti: claims.jti,
+                identity_id: claims.identity_id,
+            });
+        }
+        Ok(claims)
+    }
+
+    /// Whether tokend issued this token (signature, `iss`, `aud`), however old it is and
+    /// whether or not it was revoked.
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
+        self.decode(token, &self.signature_only)
+    }
+
+    fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(format!(
                 "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
@@ -202,14 +228,9 @@ impl TokenService {
         let key = keys
             .decoding_key(&kid)
             .ok_or_else(|| invalid("the token was signed by a key this service does not know"))?;
-        let claims = match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-            Ok(data) => data.claims,
-            Err(e) => return Err(self.describe(e.kind(), token)),
-        };
-        if self.revocations.is_revoked(&claims.jti) {
-            return Err(TokenError::Revoked);
-        }
-        Ok(claims)
+        jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map(|data| data.claims)
+            .map_err(|e| self.describe(e.kind(), token))
     }
 
     fn describe(&self, kind: &ErrorKind, token: &str) -> TokenError {

@@ -276,3 +276,91 @@ pub fn seconds_between(from: &Value, to: &Value) -> i64 {
 pub fn sensor(name: &str) -> Value {
     serde_json::json!({"name": name, "scope": "sensor", "metadata": {"trigger_types": ["core.timer"]}})
 }
+
+impl TestApp {
+    /// Adds a user through `POST /users`; panics unless 201.
+    pub async fn add_user(&self, login: &str, password: &str, role: &str) -> Value {
+        let body = serde_json::json!({"login": login, "password": password, "role": role});
+        let (status, json) = self.admin(Method::POST, "/users", Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "add user {login}: {json}");
+        json
+    }
+
+    /// `POST /auth/login`: status and body.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let body = serde_json::json!({"login": login, "password": password});
+        self.send(Method::POST, "/auth/login", None, Some(&body))
+            .await
+    }
+
+    /// Logs in and returns the token; panics unless 200.
+    pub async fn login_token(&self, login: &str, password: &str) -> String {
+        let (status, _, body) = self.login(login, password).await;
+        assert_eq!(status, StatusCode::OK, "login {login}: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Writes pending `last_used_at` updates and audit events now instead of within 5 s.
+    pub async fn flush_usage(&self) {
+        let state = self.state.clone();
+        web::block(move || state.usage.flush(&state.pool))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The audit trail, oldest first, as `action` strings.
+    pub async fn audit_actions(&self, query: &str) -> Vec<String> {
+        let (status, body) = self
+            .admin(Method::GET, &format!("/audit?limit=1000{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut actions: Vec<String> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        actions.reverse();
+        actions
+    }
+}
+
+impl TestApp {
+    /// [`TestApp::spawn_short_lived`] with users `alice` (admin) and `victor` (viewer).
+    pub async fn short_lived_with_users(backend: Backend) -> TestApp {
+        let app = Self::spawn_short_lived(backend).await;
+        app.add_user("alice", "correct horse battery", "admin")
+            .await;
+        app.add_user("victor", "correct horse battery", "viewer")
+            .await;
+        app
+    }
+}
+
+/// Runs a command with `input` on its stdin, off the async thread.
+pub async fn run_with_stdin(mut cmd: std::process::Command, input: String) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    actix_web::web::block(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}

@@ -25,6 +25,37 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<IdentityRow>
         .optional()
 }
 
+/// A user by login (stored lower-case).
+pub fn find_by_login(conn: &mut DbConnection, login: &str) -> QueryResult<Option<IdentityRow>> {
+    identity::table
+        .filter(identity::login.eq(login))
+        .filter(identity::identity_type.eq(USER))
+        .select(IdentityRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records when identities were last seen using a token (one statement per time bucket).
+pub fn touch_last_used(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut changed = 0;
+    for chunk in ids.chunks(500) {
+        changed += diesel::update(
+            identity::table.filter(identity::id.eq_any(chunk)).filter(
+                identity::last_used_at
+                    .is_null()
+                    .or(identity::last_used_at.lt(at)),
+            ),
+        )
+        .set(identity::last_used_at.eq(at))
+        .execute(conn)?;
+    }
+    Ok(changed)
+}
+
 /// Touches an unrevoked identity of the given type. As the first statement of a write
 /// transaction this locks the row (PostgreSQL) so that issuing a token and revoking the
 /// account serialise: a token is never issued to an account revoked concurrently.
@@ -45,21 +76,12 @@ pub fn lock_unrevoked(
     .execute(conn)
 }
 
-/// Touches an identity of the given type, revoked or not, locking its row (PostgreSQL) for
-/// the rest of the transaction. Returns 0 when it is missing or of another type.
-pub fn lock(
-    conn: &mut DbConnection,
-    id: i64,
-    identity_type: &str,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
-    diesel::update(
-        identity::table
-            .filter(identity::id.eq(id))
-            .filter(identity::identity_type.eq(identity_type)),
-    )
-    .set(identity::updated_at.eq(now))
-    .execute(conn)
+/// Touches an identity, revoked or not, locking its row (PostgreSQL) for the rest of the
+/// transaction. Returns 0 when it is missing.
+pub fn lock(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set(identity::updated_at.eq(now))
+        .execute(conn)
 }
 
 /// Marks an unrevoked identity revoked. Returns 0 if it was already revoked or is missing.

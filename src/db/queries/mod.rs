@@ -4,5 +4,6 @@ pub mod audit;
 pub mod identities;
 pub mod keys;
 pub mod locks;
+pub mod logins;
 pub mod revocations;
 pub mod tokens;

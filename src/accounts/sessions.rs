@@ -1,0 +1,255 @@
+//! Logins, refreshes and logouts.
+//!
+//! Login lockout: an attempt is recorded *before* the password is checked (under a per-login
+//! lock) and removed only when it succeeds. So however many attempts arrive in parallel, at
+//! most `login_max_failures` of them within the window get a password checked.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::passwords::{Password, Passwords};
+use super::revoke::revoke_live_tokens;
+use super::service::issue_in_transaction;
+use super::users::{Login, User};
+use crate::audit::{record, Actor};
+use crate::config::Settings;
+use crate::db::models::NewRevocation;
+use crate::db::queries::identities::{self, USER};
+use crate::db::queries::{logins, revocations, tokens as token_rows};
+use crate::db::{write_transaction, DbConnection};
+use crate::error::{ApiError, Code};
+use crate::scope::{RequestedTtl, Scope};
+use crate::time;
+use crate::tokens::{Claims, IdentityType, MintedToken, TokenService, TokenSubject};
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user: User,
+    pub token: MintedToken,
+    /// Earlier tokens revoked because `TOKEND_LOGIN_REVOKES_PREVIOUS` is on.
+    pub revoked: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+/// One message for every failed login: nothing tells which part was wrong.
+pub fn invalid_credentials() -> ApiError {
+    ApiError::new(Code::InvalidCredentials, "invalid login or password")
+}
+
+/// Checks a login and password and issues a `cli` token. Blocking (argon2).
+#[allow(clippy::too_many_arguments)]
+pub fn login(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    passwords: &Passwords,
+    settings: &Settings,
+    login: &Login,
+    password: &Password,
+    ttl: Option<RequestedTtl>,
+    remote_addr: Option<String>,
+) -> Result<LoggedIn, ApiError> {
+    let ttl = settings.scopes.resolve(Scope::Cli, ttl)?;
+    let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
+
+    // 1. The gate: count recent attempts, and record this one as failed until proven otherwise.
+    write_transaction(conn, |conn| -> Result<(), ApiError> {
+        logins::lock_login(conn, login.as_str())?;
+        let now = time::now();
+        let recent = logins::recent(conn, login.as_str(), time::to_db(now - window))?;
+        if recent.len() as u64 >= u64::from(settings.login_max_failures) {
+            let oldest = recent.first().copied().map(time::from_db).unwrap_or(now);
+            let retry = (oldest + window - now).num_seconds().max(1) as u64;
+            return Err(ApiError::new(
+                Code::TooManyRequests,
+                format!("too many failed logins for this login; try again in {retry} seconds"),
+            )
+            .retry_after(retry));
+        }
+        logins::insert(
+            conn,
+            login.as_str(),
+            time::to_db(now),
+            remote_addr.as_deref(),
+        )?;
+        Ok(())
+    })?;
+
+    // 2. The password, on this blocking thread; an unknown login costs the same.
+    let row = identities::find_by_login(conn, login.as_str())?.filter(|r| r.revoked_at.is_none());
+    let ok = passwords.verify(
+        row.as_ref().and_then(|r| r.password_hash.as_deref()),
+        password,
+    );
+    let row = match (ok, row) {
+        (true, Some(row)) => row,
+        (_, row) => {
+            // Who tried is unknown: no actor, only the address and the account aimed at.
+            let anonymous = Actor {
+                identity_id: None,
+                remote_addr,
+            };
+            record(
+                conn,
+                &anonymous,
+                "login.failed",
+                row.map(|r| r.id),
+                None,
+                None,
+                json!({
+                    "login": login.as_str(),
+                }),
+            )?;
+            return Err(invalid_credentials());
+        }
+    };
+    let user = User::from_row(&row)?;
+    let actor = Actor {
+        identity_id: Some(user.identity_id),
+        remote_addr,
+    };
+
+    // 3. Success: clear the attempts and issue the token, in one transaction.
+    write_transaction(conn, |conn| {
+        let now = time::now();
+        logins::clear(conn, login.as_str())?;
+        if identities::lock_unrevoked(conn, user.identity_id, USER, time::to_db(now))? == 0 {
+            return Err(invalid_credentials());
+        }
+        let revoked = if settings.login_revokes_previous {
+            revoke_live_tokens(
+                conn,
+                user.identity_id,
+                now,
+                settings.leeway,
+                Some("new login"),
+                &actor,
+            )?
+        } else {
+            Vec::new()
+        };
+        let metadata = user.token_metadata();
+        let subject = TokenSubject {
+            identity_id: user.identity_id,
+            identity_type: IdentityType::User,
+            name: &user.login,
+            scope: Scope::Cli,
+            metadata: &metadata,
+        };
+        let token = issue_in_transaction(conn, tokens, &subject, ttl, now, &actor)?;
+        record(
+            conn,
+            &actor,
+            "login.succeeded",
+            Some(user.identity_id),
+            Some(&token.jti.to_string()),
+            None,
+            json!({
+                "login": user.login, "revoked_previous": revoked.len(),
+            }),
+        )?;
+        Ok(LoggedIn {
+            user: user.clone(),
+            token,
+            revoked,
+        })
+    })
+}
+
+/// A refreshed token and, with `revoke_current`, the revoked old one.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub token: MintedToken,
+    pub revoked: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+/// Issues a new token like the presented one: same account, scope, metadata and lifetime
+/// (clamped to the scope's bounds). Only sensor and cli tokens may refresh.
+///
+/// It can never produce a live token for a revoked account: the account row is locked
+/// first, so a concurrent revocation either happens before (and the refresh is refused) or
+/// after (and sees, and revokes, the new token).
+pub fn refresh(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    settings: &Settings,
+    claims: &Claims,
+    revoke_current: bool,
+    actor: &Actor,
+) -> Result<Refreshed, ApiError> {
+    if !matches!(claims.scope, Scope::Sensor | Scope::Cli) {
+        return Err(ApiError::insufficient_scope(format!(
+            "only sensor and cli tokens can be refreshed; ask for a new {} token instead",
+            claims.scope
+        )));
+    }
+    let lifetime = Duration::from_secs(u64::try_from(claims.exp - claims.iat).unwrap_or(0));
+    let ttl = settings.scopes.bounds(claims.scope).clamp(lifetime);
+    let jti = claims.jti.to_string();
+    write_transaction(conn, |conn| {
+        let now = time::now();
+        let revoked = || {
+            ApiError::new(
+                Code::TokenRevoked,
+                "the token was revoked; ask an administrator for a new one",
+            )
+        };
+        if identities::lock_unrevoked(
+            conn,
+            claims.identity_id,
+            claims.identity_type.as_str(),
+            time::to_db(now),
+        )? == 0
+        {
+            return Err(revoked());
+        }
+        // Another replica may have revoked this token in the last moments: the table decides.
+        let current = token_rows::find(conn, &jti)?.ok_or_else(revoked)?;
+        if current.revoked_at.is_some() {
+            return Err(revoked());
+        }
+        let subject = TokenSubject {
+            identity_id: claims.identity_id,
+            identity_type: claims.identity_type,
+            name: &claims.sub,
+            scope: claims.scope,
+            metadata: &claims.metadata,
+        };
+        let token = issue_in_transaction(conn, tokens, &subject, ttl, now, actor)?;
+        let mut gone = Vec::new();
+        if revoke_current {
+            token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))?;
+            revocations::insert_many(
+                conn,
+                &[NewRevocation {
+                    token_jti: jti.clone(),
+                    identity_id: claims.identity_id,
+                    token_exp: current.expires_at,
+                    revoked_at: time::to_db(now),
+                    revoked_by: actor.identity_id,
+                    reason: Some("refreshed".into()),
+                }],
+            )?;
+            let latest = token_rows::latest_unrevoked_expiry(conn, claims.identity_id)?;
+            identities::set_expiry(conn, claims.identity_id, latest)?;
+            gone.push((claims.jti, time::from_db(current.expires_at)));
+        }
+        record(
+            conn,
+            actor,
+            "token.refreshed",
+            Some(claims.identity_id),
+            Some(&token.jti.to_string()),
+            None,
+            json!({
+                "from_token_id": jti, "revoked_current": revoke_current,
+            }),
+        )?;
+        Ok(Refreshed {
+            token,
+            revoked: gone,
+        })
+    })
+}
