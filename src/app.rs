@@ -129,6 +129,9 @@ impl Application {
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Cache-Control", "no-store")),
                 )
+                .wrap(actix_web::middleware::from_fn(
+                    crate::routes::extract::limits,
+                ))
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::extract::not_found))

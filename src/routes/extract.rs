@@ -12,6 +12,45 @@ use crate::error::{ApiError, Code};
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Request URIs (path and query) longer than this are refused with 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// All request headers together (names and values) larger than this are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses oversized URIs and headers before any routing or parsing. (Far larger ones are
+/// cut off by the HTTP parser itself, without a body.)
+pub async fn limits(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            Code::UriTooLong,
+            format!(
+                "the request URI is longer than {} KiB",
+                MAX_URI_BYTES / 1024
+            ),
+        )
+        .into());
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            Code::HeadersTooLarge,
+            format!(
+                "the request headers are larger than {} KiB",
+                MAX_HEADER_BYTES / 1024
+            ),
+        )
+        .into());
+    }
+    next.call(req).await
+}
 
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod introspect;
@@ -59,7 +60,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/audit", "GET").route(web::get().to(audit::list)))
         .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
-        .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)));
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
+        .service(resource("/docs", "GET").route(web::get().to(docs::page)))
+        .service(
+            web::scope("/docs")
+                .wrap(actix_web::middleware::Compress::default())
+                .service(
+                    resource("/swagger-ui-bundle.js", "GET").route(web::get().to(docs::bundle)),
+                )
+                .service(resource("/swagger-ui.css", "GET").route(web::get().to(docs::css)))
+                .service(resource("/init.js", "GET").route(web::get().to(docs::init))),
+        );
 }
 
 async fn openapi_json() -> HttpResponse {

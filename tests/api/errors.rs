@@ -214,4 +214,77 @@ async fn contract_errors(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-crate::both_backends!(contract_errors);
+/// The limits that protect the service, each refused with a clear 4xx and changing nothing.
+async fn limits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let cases = [
+        (
+            json!({"name": "n".repeat(129), "scope": "cli"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "ok", "scope": "cli", "description": "d".repeat(1001)}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "ok", "scope": "cli", "metadata": {"blob": "m".repeat(8 * 1024)}}),
+            "invalid_metadata",
+        ),
+        (
+            json!({"name": "ok", "scope": "sensor", "metadata": {"trigger_types": vec!["t"; 257]}}),
+            "invalid_metadata",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, res) = app
+            .admin(Method::POST, "/service-accounts", Some(&body))
+            .await;
+        assert_eq!(
+            (status, code(&res)),
+            (StatusCode::BAD_REQUEST, want),
+            "{res}"
+        );
+    }
+    // At the limits: accepted.
+    app.create_account(
+        json!({"name": "n".repeat(128), "scope": "cli", "description": "d".repeat(1000),
+        "metadata": {"blob": "m".repeat(8 * 1024 - 20)}}),
+    )
+    .await;
+
+    let (status, res) = app
+        .admin(Method::GET, "/service-accounts?limit=1001", None)
+        .await;
+    assert_eq!(
+        (status, code(&res)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+
+    let long_uri = format!("/service-accounts?name={}", "x".repeat(9 * 1024));
+    let (status, res) = app.admin(Method::GET, &long_uri, None).await;
+    assert_eq!(
+        (status, code(&res)),
+        (StatusCode::URI_TOO_LONG, "uri_too_long")
+    );
+
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("x-padding", "p".repeat(17 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(code(&body), "headers_too_large");
+
+    let (_, list) = app
+        .admin(Method::GET, "/service-accounts?status=all", None)
+        .await;
+    assert_eq!(
+        list["total"], 2,
+        "only the admin and the at-the-limit account exist"
+    );
+}
+
+crate::both_backends!(contract_errors, limits);

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod jwt_attacks;
+
 mod cli;
 mod errors;
 mod openapi;
