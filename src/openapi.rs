@@ -1,19 +1,27 @@
 //! The OpenAPI description of the API. `tokend openapi` prints it; `openapi/openapi.json`
-//! is its committed snapshot, and a test fails when the two differ.
+//! is its committed snapshot (built-in TTL bounds), and a test fails when the two differ.
+//! `GET /openapi.json` serves it with the running server's own TTL bounds.
+//!
+//! Routes and types are described with utoipa. The request schemas whose rules depend on
+//! the scope (TTL bounds per unit, per-scope metadata) are then built here from the same
+//! [`ScopePolicy`] and [`rules`] the server enforces, so the spec says exactly what the
+//! server accepts; schemathesis checks that they agree (`scripts/schemathesis.sh`).
 
+use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
     admin, audit, auth, health, introspect, service_accounts, session, users, well_known,
 };
+use crate::scope::{rules, Scope, ScopePolicy};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "tokend",
         description = "Service-account token issuer and revocation service. Every error is \
-            `{\"error\": {\"code\", \"message\"}}`; times are RFC 3339 UTC.",
+            `{\"error\": {\"code\", \"message\"}}`; times are RFC 3339 UTC. Swagger UI: `/docs`.",
         license(name = "Apache-2.0"),
     ),
     paths(
@@ -41,7 +49,7 @@ use crate::routes::{
     modifiers(&BearerAuth),
     tags(
         (name = "service-accounts", description = "Create, list, rotate and revoke service accounts"),
-        (name = "auth", description = "Token introspection and forward-auth"),
+        (name = "auth", description = "Logins, refresh, introspection, forward-auth"),
         (name = "users", description = "People who log in for cli tokens"),
         (name = "audit", description = "The trail of every change to a credential"),
         (name = "keys", description = "Public keys for offline verification"),
@@ -62,11 +70,314 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The spec as pretty JSON with a trailing newline, exactly as committed.
+/// The spec for a server with these TTL bounds.
+pub fn spec(policy: &ScopePolicy) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    refine_schemas(&mut doc, policy);
+    refine_parameters(&mut doc);
+    add_error_responses(&mut doc);
+    doc
+}
+
+/// The spec as pretty JSON with a trailing newline, exactly as committed (built-in bounds).
 pub fn spec_json() -> String {
-    let mut out = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    spec_json_for(&ScopePolicy::default())
+}
+
+pub fn spec_json_for(policy: &ScopePolicy) -> String {
+    let mut out = serde_json::to_string_pretty(&spec(policy)).unwrap_or_default();
     out.push('\n');
     out
+}
+
+const UNITS: [(&str, u64); 4] = [
+    ("ttl_seconds", 1),
+    ("ttl_minutes", 60),
+    ("ttl_hours", 3_600),
+    ("ttl_days", 86_400),
+];
+
+/// The `ttl_*` properties a scope can satisfy, with per-unit bounds; a unit in which no
+/// whole number fits the bounds is left out (and refused as an unknown property).
+fn ttl_properties(min_secs: u64, max_secs: u64) -> Vec<(&'static str, Value)> {
+    UNITS
+        .iter()
+        .filter_map(|(field, unit)| {
+            let lo = min_secs.div_ceil(*unit).max(1);
+            let hi = max_secs / unit;
+            (lo <= hi).then(|| {
+                (
+                    *field,
+                    json!({"type": "integer", "minimum": lo, "maximum": hi,
+                        "description": format!("lifetime in {}", &field[4..])}),
+                )
+            })
+        })
+        .collect()
+}
+
+/// "At most one of these fields".
+fn at_most_one(fields: &[&str]) -> Value {
+    let mut pairs = Vec::new();
+    for (i, a) in fields.iter().enumerate() {
+        for b in &fields[i + 1..] {
+            pairs.push(json!({"required": [a, b]}));
+        }
+    }
+    json!({"anyOf": pairs})
+}
+
+fn nullable(schema: Value) -> Value {
+    let mut schema = schema;
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        schema["type"] = json!([t, "null"]);
+    }
+    schema
+}
+
+fn metadata_schema(scope: Scope) -> (Value, bool) {
+    let ident = |pattern: &str| json!({"type": "string", "pattern": pattern});
+    let int = json!({"type": "integer", "minimum": 0, "maximum": i64::MAX});
+    match scope {
+        Scope::Sensor => (
+            json!({"type": "object", "additionalProperties": false, "required": ["trigger_types"],
+                "properties": {"trigger_types": {"type": "array", "minItems": 1,
+                    "maxItems": rules::MAX_TRIGGER_TYPES, "items": ident(rules::TRIGGER_TYPE)}},
+                "example": {"trigger_types": ["core.timer"]}}),
+            true,
+        ),
+        Scope::Execution => (
+            json!({"type": "object", "additionalProperties": false, "required": ["execution_id"],
+                "properties": {"execution_id": int.clone(), "action_ref": nullable(ident(rules::ACTION_REF)),
+                    "workflow_id": nullable(int)},
+                "example": {"execution_id": 4711, "action_ref": "core.http"}}),
+            true,
+        ),
+        Scope::Webhook => (
+            json!({"type": "object", "additionalProperties": false, "required": ["allowed_paths"],
+                "properties": {
+                    "allowed_paths": {"type": "array", "minItems": 1, "maxItems": rules::MAX_PATHS,
+                        "description": "absolute paths; a trailing * is a prefix match",
+                        "items": {"type": "string", "maxLength": rules::PATH_MAX, "pattern": rules::PATH_PATTERN}},
+                    "ip_allowlist": {"type": ["array", "null"], "minItems": 1, "maxItems": rules::MAX_IPS,
+                        "description": "CIDRs or addresses the token may be used from",
+                        "items": {"type": "string", "anyOf": [{"pattern": rules::IPV4_CIDR}, {"pattern": rules::IPV6_CIDR}]}}},
+                "example": {"allowed_paths": ["/webhooks/github", "/webhooks/ci/*"], "ip_allowlist": ["192.0.2.0/24"]}}),
+            true,
+        ),
+        Scope::Cli | Scope::Admin => (
+            json!({"type": ["object", "null"], "maxProperties": rules::MAX_FREE_KEYS,
+                "description": "free-form; at most 8 KiB when serialized"}),
+            false,
+        ),
+    }
+}
+
+/// One `oneOf` branch of the create request: everything a `scope` account accepts.
+fn create_variant(scope: Scope, policy: &ScopePolicy) -> Value {
+    let bounds = policy.bounds(scope);
+    let names: Vec<&str> = match scope {
+        Scope::Execution => vec!["execution", "action_execution"],
+        Scope::Cli => vec!["cli", "user"],
+        other => vec![other.as_str()],
+    };
+    let ttl = ttl_properties(bounds.min.as_secs(), bounds.max.as_secs());
+    let (metadata, metadata_required) = metadata_schema(scope);
+    let mut properties = Map::new();
+    properties.insert(
+        "name".into(),
+        json!({"type": "string", "pattern": rules::NAME, "maxLength": rules::NAME_MAX,
+            "description": "a label; names need not be unique", "example": format!("{scope}:example")}),
+    );
+    properties.insert("scope".into(), json!({"type": "string", "enum": names}));
+    properties.insert(
+        "description".into(),
+        json!({"type": ["string", "null"], "maxLength": rules::DESCRIPTION_MAX, "pattern": rules::FREE_TEXT}),
+    );
+    for (field, schema) in &ttl {
+        properties.insert((*field).into(), schema.clone());
+    }
+    properties.insert("metadata".into(), metadata);
+    let mut required = vec!["name", "scope"];
+    if metadata_required {
+        required.push("metadata");
+    }
+    let fields: Vec<&str> = ttl.iter().map(|(f, _)| *f).collect();
+    json!({
+        "title": format!("a {scope} account"),
+        "description": format!(
+            "Give at most one ttl_* field; none means the default. A {scope} token lives {}.",
+            bounds.describe()
+        ),
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": properties,
+        "not": at_most_one(&fields),
+    })
+}
+
+/// The `ttl_*` fields of a request whose scope is not known from the request itself
+/// (`POST /service-accounts/{id}/tokens`): the union of all scopes' bounds.
+fn any_scope_ttl(policy: &ScopePolicy) -> Value {
+    let min = Scope::ALL
+        .iter()
+        .map(|s| policy.bounds(*s).min.as_secs())
+        .min()
+        .unwrap_or(1);
+    let max = Scope::ALL
+        .iter()
+        .map(|s| policy.bounds(*s).max.as_secs())
+        .max()
+        .unwrap_or(1);
+    let ttl = ttl_properties(min, max);
+    let mut properties = Map::new();
+    for (field, schema) in &ttl {
+        properties.insert((*field).into(), schema.clone());
+    }
+    let fields: Vec<&str> = ttl.iter().map(|(f, _)| *f).collect();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "Give at most one ttl_* field, within the bounds of the account's scope; none means its default.",
+        "properties": properties,
+        "not": at_most_one(&fields),
+    })
+}
+
+fn refine_schemas(doc: &mut Value, policy: &ScopePolicy) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let variants: Vec<Value> = Scope::ALL
+        .iter()
+        .map(|scope| create_variant(*scope, policy))
+        .collect();
+    schemas.insert(
+        "CreateServiceAccountRequest".into(),
+        json!({
+            "description": "A new service account and its first token. The rules depend on the scope.",
+            "oneOf": variants,
+            "examples": [
+                {"name": "sensor:core.timer", "scope": "sensor", "ttl_hours": 72, "metadata": {"trigger_types": ["core.timer", "core.interval"]}},
+                {"name": "execution:4711", "scope": "execution", "ttl_minutes": 30, "metadata": {"execution_id": 4711, "action_ref": "core.http"}},
+                {"name": "cli:alice", "scope": "cli", "ttl_days": 7, "description": "Alice's laptop"},
+                {"name": "webhook:github", "scope": "webhook", "ttl_days": 90, "metadata": {"allowed_paths": ["/webhooks/github", "/webhooks/ci/*"], "ip_allowlist": ["192.0.2.0/24"]}},
+                {"name": "admin:ops", "scope": "admin", "ttl_hours": 8}
+            ]
+        }),
+    );
+    schemas.insert("IssueTokenRequest".into(), any_scope_ttl(policy));
+
+    let cli = policy.bounds(Scope::Cli);
+    if let Some(days) = ttl_properties(cli.min.as_secs(), cli.max.as_secs())
+        .into_iter()
+        .find(|(f, _)| *f == "ttl_days")
+    {
+        if let Some(login) = schemas.get_mut("LoginRequest") {
+            login["properties"]["ttl_days"] = days.1;
+            login["properties"]["login"]["pattern"] = json!(rules::LOGIN);
+            login["properties"]["password"]["maxLength"] = json!(1024);
+            login["additionalProperties"] = json!(false);
+        }
+    }
+    if let Some(user) = schemas.get_mut("NewUserRequest") {
+        user["properties"]["login"]["pattern"] = json!(rules::LOGIN);
+        user["properties"]["password"]["minLength"] = json!(8);
+        user["properties"]["password"]["maxLength"] = json!(1024);
+        user["additionalProperties"] = json!(false);
+    }
+    let reason = json!({"type": ["string", "null"], "maxLength": rules::REASON_MAX, "pattern": rules::FREE_TEXT});
+    for name in ["RevokeRequest", "RevokeTokenRequest"] {
+        if let Some(s) = schemas.get_mut(name) {
+            s["properties"]["reason"] = reason.clone();
+            s["additionalProperties"] = json!(false);
+        }
+    }
+    if let Some(s) = schemas.get_mut("RevokeTokenRequest") {
+        s["oneOf"] = json!([{"required": ["token"]}, {"required": ["token_id"]}]);
+        s["properties"]["token"] = json!({"type": "string", "minLength": 1});
+        s["properties"]["token_id"] = json!({"type": "string", "format": "uuid"});
+    }
+    if let Some(s) = schemas.get_mut("RefreshRequest") {
+        s["additionalProperties"] = json!(false);
+    }
+}
+
+/// Query parameters whose allowed values utoipa cannot express from the raw-string fields.
+fn refine_parameters(doc: &mut Value) {
+    let scopes = json!([
+        "sensor",
+        "execution",
+        "action_execution",
+        "cli",
+        "user",
+        "webhook",
+        "admin"
+    ]);
+    let Some(params) = doc
+        .pointer_mut("/paths/~1service-accounts/get/parameters")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for p in params {
+        match p["name"].as_str() {
+            Some("scope") => p["schema"] = json!({"type": "string", "enum": scopes}),
+            Some("status") => {
+                p["schema"] =
+                    json!({"type": "string", "enum": ["active", "expired", "revoked", "all"]})
+            }
+            _ => {}
+        }
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+}
+
+/// Every operation documents the failures any request may meet: a malformed request (400),
+/// a bad token (401) or role (403), an oversized or non-JSON body (413, 415), an oversized
+/// URI or headers (414, 431), an unavailable database (503).
+fn add_error_responses(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let secured = op.get("security").is_some();
+            let has_body = op.get("requestBody").is_some();
+            let has_params = op.get("parameters").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error_response(description));
+            };
+            if has_body || has_params {
+                add("400", "the request is not valid");
+            }
+            if secured {
+                add("401", "missing, invalid, expired or revoked token");
+                add("403", "the token may not do this");
+            }
+            if has_body || method == "post" || method == "delete" {
+                add("413", "the body is larger than 64 KiB");
+                add("415", "the body is not JSON");
+            }
+            add("414", "the request URI is longer than 8 KiB");
+            add("431", "the request headers are larger than 16 KiB");
+            add("503", "the database is unavailable; retry shortly");
+        }
+    }
 }

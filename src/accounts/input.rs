@@ -2,10 +2,7 @@
 
 use crate::error::{ApiError, Code};
 use crate::scope::printable;
-
-pub const MAX_NAME_CHARS: usize = 128;
-pub const MAX_DESCRIPTION_CHARS: usize = 1000;
-pub const MAX_REASON_CHARS: usize = 500;
+use crate::scope::rules;
 
 /// An account's name: a label, not a key (rotation creates a new account with the same
 /// name). Printable ASCII so it is safe in response headers (`X-Tokend-Name`) and logs.
@@ -14,29 +11,18 @@ pub struct AccountName(String);
 
 impl AccountName {
     pub fn parse(raw: &str) -> Result<AccountName, ApiError> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err(ApiError::bad_request(
-                Code::InvalidRequest,
-                "name must not be empty, e.g. \"sensor:core.timer\"",
-            ));
+        if rules::is_name(raw) {
+            return Ok(AccountName(raw.to_owned()));
         }
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(ApiError::bad_request(
-                Code::InvalidRequest,
-                format!("name may be at most {MAX_NAME_CHARS} characters long"),
-            ));
-        }
-        if !name.chars().all(|c| (' '..='~').contains(&c)) {
-            return Err(ApiError::bad_request(
-                Code::InvalidRequest,
-                format!(
-                    "name '{}' may only contain printable ASCII characters (letters, digits, punctuation, spaces)",
-                    printable(name, 60)
-                ),
-            ));
-        }
-        Ok(AccountName(name.to_owned()))
+        Err(ApiError::bad_request(
+            Code::InvalidRequest,
+            format!(
+                "name '{}' is not valid: 1 to {} printable ASCII characters (letters, digits, punctuation, \
+                 inner spaces), e.g. \"sensor:core.timer\"",
+                printable(raw, 60),
+                rules::NAME_MAX
+            ),
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -53,7 +39,7 @@ impl Description {
         Ok(Description(free_text(
             "description",
             raw,
-            MAX_DESCRIPTION_CHARS,
+            rules::DESCRIPTION_MAX,
         )?))
     }
 
@@ -68,7 +54,7 @@ pub struct Reason(String);
 
 impl Reason {
     pub fn parse(raw: &str) -> Result<Reason, ApiError> {
-        Ok(Reason(free_text("reason", raw, MAX_REASON_CHARS)?))
+        Ok(Reason(free_text("reason", raw, rules::REASON_MAX)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -102,9 +88,10 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            AccountName::parse("  sensor:core.timer ").unwrap().as_str(),
+            AccountName::parse("sensor:core.timer").unwrap().as_str(),
             "sensor:core.timer"
         );
+        assert!(AccountName::parse(" padded ").is_err());
         assert!(AccountName::parse("   ").is_err());
         assert!(AccountName::parse("caf\u{e9}").is_err());
         assert!(AccountName::parse(&"a".repeat(129)).is_err());

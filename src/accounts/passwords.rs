@@ -11,13 +11,13 @@ use crate::config::Argon2Cost;
 use crate::error::{ApiError, Code};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// A password as the user typed it; never printed.
 pub struct Password(SecretString);
 
 impl Password {
-    /// A new password must be 8 characters to 1 KiB long.
+    /// A new password must be 8 to 1024 characters long.
     pub fn new_password(raw: String) -> Result<Password, ApiError> {
         if raw.chars().count() < MIN_PASSWORD_CHARS {
             return Err(ApiError::new(
@@ -30,10 +30,10 @@ impl Password {
 
     /// A password presented at login (only its size is bounded, to bound hashing work).
     pub fn presented(raw: String) -> Result<Password, ApiError> {
-        if raw.len() > MAX_PASSWORD_BYTES {
+        if raw.chars().count() > MAX_PASSWORD_CHARS {
             return Err(ApiError::new(
                 Code::InvalidRequest,
-                format!("the password may be at most {MAX_PASSWORD_BYTES} bytes long"),
+                format!("the password may be at most {MAX_PASSWORD_CHARS} characters long"),
             ));
         }
         Ok(Password(SecretString::from(raw)))

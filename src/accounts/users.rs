@@ -47,19 +47,13 @@ pub struct Login(String);
 
 impl Login {
     pub fn parse(raw: &str) -> Result<Login, ApiError> {
-        let login = raw.trim().to_ascii_lowercase();
-        let ok = !login.is_empty()
-            && login.len() <= 64
-            && login
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
-        if !ok {
+        if !crate::scope::rules::is_login(raw) {
             return Err(ApiError::new(
                 Code::InvalidRequest,
                 "login must be 1 to 64 characters of letters, digits, '.', '_', '@' or '-'",
             ));
         }
-        Ok(Login(login))
+        Ok(Login(raw.to_ascii_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -40,10 +40,10 @@ pub struct AuditEvent {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Events about this account.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub identity_id: Option<String>,
     /// Events by this actor.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub actor_id: Option<String>,
     /// One action, e.g. `login.failed`.
     pub action: Option<String>,
@@ -51,7 +51,7 @@ pub struct AuditQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Only events older than this event id (the next page: the last id you got).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub before: Option<String>,
 }
 

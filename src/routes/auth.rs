@@ -59,13 +59,16 @@ pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     /// Comma-separated scopes, one of which the token must have (e.g. `sensor,admin`).
-    #[param(example = "sensor")]
+    #[param(
+        example = "sensor,admin",
+        pattern = r"^ *(?:sensor|execution|action_execution|cli|user|webhook|admin) *(?:, *(?:sensor|execution|action_execution|cli|user|webhook|admin) *)*$"
+    )]
     pub scope: Option<String>,
     /// A trigger type the (sensor) token must list in `trigger_types`.
     #[param(example = "core.timer")]
     pub trigger_type: Option<String>,
     /// The execution the (execution) token must belong to.
-    #[param(value_type = Option<i64>, example = 4711)]
+    #[param(value_type = Option<i64>, example = 4711, minimum = 0)]
     pub execution_id: Option<String>,
 }
 
@@ -125,11 +128,9 @@ fn check_conditions(
     if let Some(list) = query.scope.as_deref() {
         let wanted = list
             .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
             .map(Scope::parse)
             .collect::<Result<Vec<_>, _>>()?;
-        if !wanted.is_empty() && !wanted.contains(&claims.scope) {
+        if !wanted.contains(&claims.scope) {
             let names: Vec<&str> = wanted.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::insufficient_scope(format!(
                 "this token has scope {}; this route needs {}",

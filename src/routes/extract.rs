@@ -152,7 +152,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
                     ));
                 }
             }
-            serde_json::from_slice(&bytes)
+            // A JSON `null` body is no body.
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| serde_error(&e))?;
+            if value.is_null() {
+                return Ok(OptionalJson(None));
+            }
+            serde_json::from_value(value)
                 .map(|v| OptionalJson(Some(v)))
                 .map_err(|e| serde_error(&e))
         })

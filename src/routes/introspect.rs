@@ -92,8 +92,10 @@ pub struct IntrospectResponse {
 /// Token introspection (RFC 7662) for gateways and tools; needs an admin or viewer bearer.
 #[utoipa::path(post, path = "/auth/introspect", tag = "auth",
     security(("bearer" = [])),
-    request_body(content = IntrospectRequest, content_type = "application/x-www-form-urlencoded",
-        description = "`token=…` (form) or `{\"token\": \"…\"}` (JSON)"),
+    request_body(content(
+        (IntrospectRequest = "application/x-www-form-urlencoded"),
+        (IntrospectRequest = "application/json"),
+    ), description = "`token=…` (form) or `{\"token\": \"…\"}` (JSON)"),
     responses(
         (status = 200, description = "whether the token is active, and its claims if it is", body = IntrospectResponse),
         (status = 400, description = "no token given", body = ErrorBody),
@@ -141,10 +143,10 @@ pub struct RevokeTokenRequest {
     request_body = RevokeTokenRequest,
     responses(
         (status = 200, description = "revoked (or already revoked)", body = TokenRevokedResponse),
-        (status = 400, description = "neither or both of token and token_id, or not a token of ours", body = ErrorBody),
+        (status = 400, description = "neither or both of token and token_id", body = ErrorBody),
         (status = 401, description = "missing or bad bearer token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
-        (status = 404, description = "no such token", body = ErrorBody),
+        (status = 404, description = "no such token was issued here", body = ErrorBody),
     ))]
 pub async fn revoke_token(
     state: web::Data<AppState>,
@@ -159,12 +161,7 @@ pub async fn revoke_token(
             state
                 .tokens
                 .verify_signature(token.trim())
-                .map_err(|_| {
-                    ApiError::new(
-                        Code::InvalidRequest,
-                        "that token was not issued by this tokend",
-                    )
-                })?
+                .map_err(|_| ApiError::not_found("no such token was issued by this tokend"))?
                 .jti
         }
         (None, Some(id)) => id,

@@ -73,8 +73,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn openapi_json() -> HttpResponse {
+/// The spec, with this server's TTL bounds.
+async fn openapi_json(state: web::Data<crate::app::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(crate::openapi::spec_json())
+        .body(crate::openapi::spec_json_for(&state.settings.scopes))
 }

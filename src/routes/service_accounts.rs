@@ -43,12 +43,16 @@ pub struct CreateServiceAccountRequest {
     pub scope: String,
     pub description: Option<String>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_seconds: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_minutes: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_hours: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_days: Option<Value>,
     /// Checked per scope: sensor needs `trigger_types`, execution `execution_id`, webhook
     /// `allowed_paths` (and optionally `ip_allowlist`); cli and admin are free-form. 8 KiB at most.
@@ -89,12 +93,16 @@ impl CreateServiceAccountRequest {
 #[serde(deny_unknown_fields)]
 pub struct IssueTokenRequest {
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_seconds: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_minutes: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_hours: Option<Value>,
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_days: Option<Value>,
 }
 
@@ -146,13 +154,13 @@ pub struct ListQuery {
     #[param(value_type = Option<String>, example = "active")]
     pub status: Option<String>,
     /// Only accounts whose latest token expires within this many hours (and has not yet).
-    #[param(value_type = Option<u32>, minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 87600)]
     pub expiring_within_hours: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Accounts to skip (default 0).
-    #[param(value_type = Option<u32>, minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 2147483647)]
     pub offset: Option<String>,
 }
 
@@ -165,8 +173,8 @@ impl ListQuery {
             .map(Scope::parse)
             .transpose()?
             .map(Scope::as_str);
-        let status = match self.status.as_deref().map(str::trim) {
-            None | Some("") => StatusFilter::NotRevoked,
+        let status = match self.status.as_deref() {
+            None => StatusFilter::NotRevoked,
             Some("active") => StatusFilter::Active,
             Some("expired") => StatusFilter::Expired,
             Some("revoked") => StatusFilter::Revoked,

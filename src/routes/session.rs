@@ -27,6 +27,7 @@ pub struct LoginRequest {
     pub password: String,
     /// Lifetime of the cli token within the cli bounds (7 to 30 days; default 7).
     #[schema(value_type = Option<u64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::scope::explicit")]
     pub ttl_days: Option<Value>,
 }
 

@@ -9,13 +9,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
+use super::rules::{self, whole_number};
 use super::{printable, Scope};
 use crate::error::{ApiError, Code};
 
 /// Serialized metadata may not exceed 8 KiB: it travels inside every token.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
-const MAX_LIST_ITEMS: usize = 256;
-const MAX_ITEM_CHARS: usize = 1024;
 
 /// Metadata that passed its scope's checks, in canonical form (optional keys given as
 /// `null` are dropped, CIDRs are normalised).
@@ -47,6 +46,13 @@ impl ValidMetadata {
             Scope::Sensor => sensor(map)?,
             Scope::Execution => execution(map)?,
             Scope::Webhook => webhook(map)?,
+            Scope::Cli | Scope::Admin if map.len() > rules::MAX_FREE_KEYS => {
+                return Err(invalid(format!(
+                    "metadata has {} keys; at most {} are allowed",
+                    map.len(),
+                    rules::MAX_FREE_KEYS
+                )))
+            }
             Scope::Cli | Scope::Admin => map,
         };
         Ok(ValidMetadata(map))
@@ -102,6 +108,7 @@ fn string_list(
     key: &str,
     value: Option<Value>,
     required: bool,
+    max_items: usize,
     item: impl Fn(&str) -> Result<String, String>,
 ) -> Result<Option<Vec<Value>>, ApiError> {
     let value = match value {
@@ -127,9 +134,9 @@ fn string_list(
         };
         return Err(invalid(format!("metadata.{key} must not be empty{hint}")));
     }
-    if items.len() > MAX_LIST_ITEMS {
+    if items.len() > max_items {
         return Err(invalid(format!(
-            "metadata.{key} has {} entries; at most {MAX_LIST_ITEMS} are allowed",
+            "metadata.{key} has {} entries; at most {max_items} are allowed",
             items.len()
         )));
     }
@@ -141,11 +148,6 @@ fn string_list(
                 json_kind(entry)
             )));
         };
-        if s.chars().count() > MAX_ITEM_CHARS {
-            return Err(invalid(format!(
-                "metadata.{key}[{i}] is longer than {MAX_ITEM_CHARS} characters"
-            )));
-        }
         let checked = item(s).map_err(|why| invalid(format!("metadata.{key}[{i}]: {why}")))?;
         out.push(Value::String(checked));
     }
@@ -159,11 +161,15 @@ fn sensor(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
         "trigger_types",
         map.remove("trigger_types"),
         true,
+        rules::MAX_TRIGGER_TYPES,
         |s| {
-            if s.trim().is_empty() || s.chars().any(char::is_control) {
-                Err("a trigger type must be a non-empty name without control characters".into())
-            } else {
+            if rules::is_trigger_type(s) {
                 Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "'{}' is not a trigger type: 1 to 100 of letters, digits, '_', '.', ':', '/', '-', starting with a letter or digit",
+                    printable(s, 60)
+                ))
             }
         },
     )?
@@ -181,8 +187,11 @@ fn execution(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError
     )?;
     let mut out = Map::new();
     match map.remove("execution_id") {
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 0) => {
-            out.insert("execution_id".into(), Value::Number(n));
+        Some(v) if whole_number(&v).is_some_and(|n| n >= 0 && n <= i128::from(i64::MAX)) => {
+            out.insert(
+                "execution_id".into(),
+                Value::from(whole_number(&v).unwrap_or_default() as i64),
+            );
         }
         None | Some(Value::Null) => {
             return Err(invalid(
@@ -199,19 +208,22 @@ fn execution(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError
     }
     match map.remove("action_ref") {
         None | Some(Value::Null) => {}
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 255 => {
+        Some(Value::String(s)) if rules::is_action_ref(&s) => {
             out.insert("action_ref".into(), Value::String(s));
         }
         Some(_) => {
             return Err(invalid(
-                "metadata.action_ref must be a non-empty string of at most 255 characters, e.g. \"core.http\"".into(),
+                "metadata.action_ref must be an action reference such as \"core.http\": 1 to 255 of letters, digits, '_', '.', ':', '/', '-'".into(),
             ))
         }
     }
     match map.remove("workflow_id") {
         None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 0) => {
-            out.insert("workflow_id".into(), Value::Number(n));
+        Some(v) if whole_number(&v).is_some_and(|n| n >= 0 && n <= i128::from(i64::MAX)) => {
+            out.insert(
+                "workflow_id".into(),
+                Value::from(whole_number(&v).unwrap_or_default() as i64),
+            );
         }
         Some(other) => {
             return Err(invalid(format!(
@@ -230,6 +242,7 @@ fn webhook(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> 
         "allowed_paths",
         map.remove("allowed_paths"),
         true,
+        rules::MAX_PATHS,
         check_path_pattern,
     )?
     .unwrap_or_default();
@@ -238,6 +251,7 @@ fn webhook(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> 
         "ip_allowlist",
         map.remove("ip_allowlist"),
         false,
+        rules::MAX_IPS,
         |s| parse_cidr(s).map(|net| net.to_string()),
     )?;
     let mut out = Map::new();
@@ -249,31 +263,25 @@ fn webhook(mut map: Map<String, Value>) -> Result<Map<String, Value>, ApiError> 
 }
 
 fn check_path_pattern(s: &str) -> Result<String, String> {
-    if !s.starts_with('/') {
-        return Err(format!(
-            "'{}' is not an absolute path; paths start with '/', e.g. /webhooks/github",
-            printable(s, 60)
-        ));
+    if rules::is_path_pattern(s) {
+        return Ok(s.to_owned());
     }
-    if s.chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-    {
-        return Err("a path may not contain whitespace, '?' or '#'".into());
-    }
-    if let Some(pos) = s.find('*') {
-        if pos != s.len() - 1 {
-            return Err("'*' is only allowed as the last character (a prefix match)".into());
-        }
-    }
-    if s.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("a path may not contain '.' or '..' segments".into());
-    }
-    Ok(s.to_owned())
+    Err(format!(
+        "'{}' is not a path pattern: an absolute path (e.g. /webhooks/github) of at most {} characters, \
+         without spaces, '?', '#', empty segments or segments starting with '.', and '*' only at the end",
+        printable(s, 60),
+        rules::PATH_MAX
+    ))
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address (`192.0.2.7`, taken as `/32` or `/128`).
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
+    if !rules::is_cidr(s) {
+        return Err(format!(
+            "'{}' is not a CIDR such as 10.0.0.0/8 or 2001:db8::/32",
+            printable(s, 60)
+        ));
+    }
     if let Ok(net) = s.parse::<IpNet>() {
         return Ok(net.trunc());
     }

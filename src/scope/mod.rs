@@ -4,12 +4,13 @@
 //! inside the scope's bounds, and [`ValidMetadata`]; the rest of the code never re-checks strings.
 
 mod metadata;
+pub mod rules;
 mod ttl;
 
 pub use metadata::{
     ip_allowed, normalize_request_path, path_allowed, ValidMetadata, MAX_METADATA_BYTES,
 };
-pub use ttl::{RequestedTtl, ScopePolicy, TtlBounds, TtlFields};
+pub use ttl::{explicit, RequestedTtl, ScopePolicy, TtlBounds, TtlFields};
 
 use std::fmt;
 

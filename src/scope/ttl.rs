@@ -153,6 +153,13 @@ impl ScopePolicy {
     }
 }
 
+/// For optional request fields where an explicit `null` must not pass as "absent": with
+/// `#[serde(default, deserialize_with = "crate::scope::explicit")]`, a missing key is `None`
+/// and `null` is `Some(Value::Null)` (refused like any other non-number).
+pub fn explicit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// The four mutually exclusive TTL fields of a request, exactly as the client sent them.
 #[derive(Debug, Default, Clone)]
 pub struct TtlFields {
@@ -197,8 +204,8 @@ impl RequestedTtl {
                 ));
             }
         };
-        let value = match value.as_u64() {
-            Some(v) if v > 0 => v,
+        let value = match super::rules::whole_number(value) {
+            Some(v) if v > 0 => u64::try_from(v).unwrap_or(u64::MAX),
             _ => {
                 return Err(ApiError::bad_request(
                     Code::InvalidTtl,
@@ -257,7 +264,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_and_overflow() {
-        for bad in [json!(0), json!(-5), json!(1.5), json!("72"), json!(null)] {
+        for bad in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!("72"),
+            json!(null),
+            json!(0.0),
+        ] {
             let err = RequestedTtl::from_fields(&fields("h", bad)).unwrap_err();
             assert_eq!(err.code(), Code::InvalidTtl);
         }

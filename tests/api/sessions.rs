@@ -306,7 +306,7 @@ async fn revoke_single_tokens_and_logout(backend: Backend) {
         ),
         (
             json!({"token": "forged.token.here"}),
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
         ),
         (
             json!({"token_id": uuid::Uuid::new_v4()}),
