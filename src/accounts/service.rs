@@ -145,6 +145,18 @@ pub fn issue_in_transaction(
     let minted = tokens
         .mint(subject, ttl, now)
         .map_err(|e| ApiError::internal("signing a token", &e))?;
+    // Verifiers refuse tokens over 8 KiB unread; never hand one out.
+    if minted.token.len() > crate::tokens::MAX_TOKEN_BYTES {
+        return Err(ApiError::new(
+            Code::InvalidMetadata,
+            format!(
+                "the token would be {} bytes, over the {}-byte limit every verifier enforces; \
+                 shorten the metadata or the name",
+                minted.token.len(),
+                crate::tokens::MAX_TOKEN_BYTES
+            ),
+        ));
+    }
     token_rows::insert(
         conn,
         &IssuedTokenRow {

@@ -61,7 +61,8 @@ pub struct CreateServiceAccountRequest {
 }
 
 impl CreateServiceAccountRequest {
-    fn parse(self, policy: &ScopePolicy) -> Result<NewAccount, ApiError> {
+    /// Checks every field and builds the domain request (public for the fuzz target).
+    pub fn parse(self, policy: &ScopePolicy) -> Result<NewAccount, ApiError> {
         let name = AccountName::parse(&self.name)?;
         let scope = Scope::parse(&self.scope)?;
         let description = self

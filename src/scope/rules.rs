@@ -20,7 +20,7 @@ pub const REASON_MAX: usize = 500;
 
 /// A sensor's trigger type, e.g. `core.timer`.
 pub const TRIGGER_TYPE: &str = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$";
-pub const MAX_TRIGGER_TYPES: usize = 64;
+pub const MAX_TRIGGER_TYPES: usize = 32;
 
 /// An execution's action, e.g. `core.http`.
 pub const ACTION_REF: &str = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$";
@@ -29,16 +29,20 @@ pub const ACTION_REF: &str = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$";
 /// a dot (so no `.` or `..`), no empty segments, an optional `*` at the very end (prefix match).
 pub const PATH_PATTERN: &str = r"^/(?:[A-Za-z0-9_~!$&'()+,;=:@%-][A-Za-z0-9._~!$&'()+,;=:@%-]*/)*(?:[A-Za-z0-9_~!$&'()+,;=:@%-][A-Za-z0-9._~!$&'()+,;=:@%-]*)?\*?$";
 pub const PATH_MAX: usize = 200;
-pub const MAX_PATHS: usize = 32;
+pub const MAX_PATHS: usize = 16;
 
 /// An IPv4 address or CIDR (no leading zeros).
 pub const IPV4_CIDR: &str = r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:/(?:3[0-2]|[12]?[0-9]))?$";
 /// An IPv6 address (text forms without embedded IPv4 or zone) or CIDR.
 pub const IPV6_CIDR: &str = r"^(?:(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|(?:[0-9a-fA-F]{1,4}:){1,7}:|(?:[0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|(?:[0-9a-fA-F]{1,4}:){1,5}(?::[0-9a-fA-F]{1,4}){1,2}|(?:[0-9a-fA-F]{1,4}:){1,4}(?::[0-9a-fA-F]{1,4}){1,3}|(?:[0-9a-fA-F]{1,4}:){1,3}(?::[0-9a-fA-F]{1,4}){1,4}|(?:[0-9a-fA-F]{1,4}:){1,2}(?::[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(?::[0-9a-fA-F]{1,4}){1,6}|:(?:(?::[0-9a-fA-F]{1,4}){1,7}|:))(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$";
-pub const MAX_IPS: usize = 32;
+pub const MAX_IPS: usize = 16;
 
 /// Free-form (cli, admin) metadata: at most this many top-level keys (and 8 KiB in all).
 pub const MAX_FREE_KEYS: usize = 64;
+
+// The list limits above keep any sensor, execution or webhook token well under the 8 KiB a
+// verifier accepts (32 × 100 characters of trigger types; 16 × 200 of paths and 16 CIDRs).
+// Free-form metadata can be larger; a token that would exceed 8 KiB is refused when issued.
 
 macro_rules! compiled {
     ($name:ident, $pattern:expr) => {

@@ -59,6 +59,26 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// A fresh Ed25519 key held only in memory: for fuzzing and tests that need no database.
+    pub fn ephemeral_ed25519() -> Result<KeySet, KeyError> {
+        let kek = Kek::from_bytes(&[0u8; 32]);
+        let row = generate_ed25519(&kek)?;
+        let der = kek
+            .open(&row.kid, &row.sealed_private_key)
+            .map_err(KeyError::Config)?;
+        let decoding = DecodingKey::from_ed_components(&row.public_key)
+            .map_err(|e| KeyError::Corrupt(e.to_string()))?;
+        Ok(KeySet {
+            algorithm: Algorithm::EdDSA,
+            signing_kid: row.kid.clone(),
+            encoding: EncodingKey::from_ed_der(&der),
+            decoding: HashMap::from([(row.kid.clone(), decoding)]),
+            jwks: json!({"keys": []}),
+        })
+    }
+}
+
 /// The current [`KeySet`], swapped atomically when keys change; readers never lock.
 pub struct KeyStore {
     current: ArcSwap<KeySet>,

@@ -231,7 +231,7 @@ async fn limits(backend: Backend) {
             "invalid_metadata",
         ),
         (
-            json!({"name": "ok", "scope": "sensor", "metadata": {"trigger_types": vec!["t"; 257]}}),
+            json!({"name": "ok", "scope": "sensor", "metadata": {"trigger_types": vec!["t"; 33]}}),
             "invalid_metadata",
         ),
     ];
@@ -245,12 +245,41 @@ async fn limits(backend: Backend) {
             "{res}"
         );
     }
-    // At the limits: accepted.
-    app.create_account(
-        json!({"name": "n".repeat(128), "scope": "cli", "description": "d".repeat(1000),
-        "metadata": {"blob": "m".repeat(8 * 1024 - 20)}}),
-    )
-    .await;
+    // Metadata within 8 KiB whose token would exceed the 8 KiB every verifier accepts.
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/service-accounts",
+            Some(&json!({"name": "ok", "scope": "cli", "metadata": {"blob": "m".repeat(8 * 1024 - 20)}})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&res)),
+        (StatusCode::BAD_REQUEST, "invalid_metadata")
+    );
+    assert!(
+        res["error"]["message"].as_str().unwrap().contains("8192"),
+        "{res}"
+    );
+    // At the limits: accepted, and the token works.
+    let big = app
+        .create_account(
+            json!({"name": "n".repeat(128), "scope": "cli", "description": "d".repeat(1000),
+            "metadata": {"blob": "m".repeat(5 * 1024)}}),
+        )
+        .await;
+    assert_eq!(
+        app.whoami(big["token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+    let most = app
+        .create_account(json!({"name": "s", "scope": "sensor",
+            "metadata": {"trigger_types": (0..32).map(|i| format!("{i:0>100}")).collect::<Vec<_>>()}}))
+        .await;
+    assert_eq!(
+        app.whoami(most["token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
 
     let (status, res) = app
         .admin(Method::GET, "/service-accounts?limit=1001", None)
@@ -282,8 +311,8 @@ async fn limits(backend: Backend) {
         .admin(Method::GET, "/service-accounts?status=all", None)
         .await;
     assert_eq!(
-        list["total"], 2,
-        "only the admin and the at-the-limit account exist"
+        list["total"], 3,
+        "only the admin and the two at-the-limit accounts exist"
     );
 }
 

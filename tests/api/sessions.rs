@@ -304,10 +304,7 @@ async fn revoke_single_tokens_and_logout(backend: Backend) {
             json!({"token": a["token"], "token_id": a["token_id"]}),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            json!({"token": "forged.token.here"}),
-            StatusCode::NOT_FOUND,
-        ),
+        (json!({"token": "forged.token.here"}), StatusCode::NOT_FOUND),
         (
             json!({"token_id": uuid::Uuid::new_v4()}),
             StatusCode::NOT_FOUND,
