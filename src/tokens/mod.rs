@@ -5,6 +5,7 @@
 //! revocation against the in-memory [`RevocationSet`].
 
 pub mod claims;
+pub mod encoding;
 pub mod kek;
 pub mod keys;
 pub mod revocation;
@@ -172,7 +173,7 @@ impl TokenService {
         let mut header = Header::new(keys.algorithm());
         header.typ = Some("JWT".into());
         header.kid = Some(keys.signing_kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, keys.encoding_key())?;
+        let token = encoding::encode(&header, &claims, keys.encoding_key(), keys.algorithm())?;
         Ok(MintedToken {
             fingerprint: fingerprint(&token),
             token,

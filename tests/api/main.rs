@@ -10,6 +10,7 @@ mod errors;
 mod openapi;
 mod replicas;
 mod revocation;
+mod runbook;
 mod sessions;
 mod token_attacks;
 mod ttl;
