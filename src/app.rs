@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
 use crate::accounts::passwords::Passwords;
@@ -93,6 +93,7 @@ impl Application {
     /// Opens everything, binds the listener and starts the background jobs (revocation sync,
     /// cleanup) on the current runtime.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        crate::telemetry::install();
         let settings = Arc::new(settings);
         let opening = settings.clone();
         let opened = web::block(move || open(&opening))
@@ -132,7 +133,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     crate::routes::extract::limits,
                 ))
-                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .wrap(actix_web::middleware::from_fn(crate::telemetry::access))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::extract::not_found))
         })

@@ -4,13 +4,14 @@ use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::accounts::users::Role;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::error::{ApiError, Code};
 use crate::scope::Scope;
+use crate::telemetry::{self, RequestIdentity, Verification};
 use crate::tokens::{Claims, IdentityType, TokenError};
 
 /// The verified token of the caller.
@@ -75,8 +76,17 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        ready(authenticate(req).inspect(|_| telemetry::verification(Verification::Ok)))
     }
+}
+
+/// Counts the outcome of a permission check.
+fn granted(result: Result<(), ApiError>) -> Result<(), ApiError> {
+    telemetry::verification(match result {
+        Ok(()) => Verification::Ok,
+        Err(_) => Verification::InsufficientScope,
+    });
+    result
 }
 
 /// A caller allowed to change things (an admin token). Checked while extracting, so a
@@ -93,7 +103,7 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|p| p.require_admin().map(|()| Admin(p))))
+        ready(authenticate(req).and_then(|p| granted(p.require_admin()).map(|()| Admin(p))))
     }
 }
 
@@ -102,7 +112,7 @@ impl FromRequest for Reader {
     type Future = Ready<Result<Reader, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|p| p.require_reader().map(|()| Reader(p))))
+        ready(authenticate(req).and_then(|p| granted(p.require_reader()).map(|()| Reader(p))))
     }
 }
 
@@ -114,13 +124,21 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             "application state missing",
         ));
     };
-    let token = bearer_token(req)?;
+    let token =
+        bearer_token(req).inspect_err(|_| telemetry::verification(Verification::Invalid))?;
     match state.tokens.verify(token) {
         Ok(claims) => {
             state.usage.used(claims.jti, claims.identity_id);
+            req.extensions_mut()
+                .insert(RequestIdentity(claims.identity_id));
             Ok(Principal { claims })
         }
         Err(e) => {
+            telemetry::verification(match e {
+                TokenError::Expired { .. } => Verification::Expired,
+                TokenError::Revoked { .. } => Verification::Revoked,
+                TokenError::Invalid(_) => Verification::Invalid,
+            });
             if let TokenError::Revoked { jti, identity_id } = &e {
                 let remote = req.peer_addr().map(|a| a.ip().to_string());
                 state
@@ -129,11 +147,12 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             }
             let err = ApiError::from(e);
             log::warn!(
-                "refused token …{} for {} {}: {}",
+                "refused token=…{} method={} path={} code={} reason=\"{}\"",
                 last_chars(token, 4),
                 req.method(),
                 req.path(),
-                err
+                err.code(),
+                err.message()
             );
             Err(err)
         }

@@ -127,6 +127,15 @@ pub fn run(
     if let Err(e) = audit {
         log::warn!("cleanup: could not record the audit event: {e}");
     }
+    crate::telemetry::cleanup(
+        match trigger {
+            Trigger::Scheduled => "scheduled",
+            Trigger::OnDemand => "on_demand",
+        },
+        report.deleted_revocations,
+        report.deleted_tokens,
+        started.elapsed().as_secs_f64(),
+    );
     log::info!(
         "cleanup: deleted {} revocation rows and {} token records in {} ms",
         report.deleted_revocations,

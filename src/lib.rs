@@ -15,6 +15,7 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod scope;
+pub mod telemetry;
 pub mod time;
 pub mod tokens;
 pub mod usage;

@@ -27,6 +27,7 @@ use crate::scope::{rules, Scope, ScopePolicy};
     paths(
         health::health,
         health::ready,
+        crate::routes::metrics::metrics,
         service_accounts::create,
         service_accounts::list,
         service_accounts::get,

@@ -34,10 +34,16 @@ pub struct Revoked {
 impl Revoked {
     /// Makes this replica refuse the revoked tokens at once.
     pub fn apply(&self, set: &RevocationSet) {
-        for (jti, exp) in &self.revoked {
-            set.insert(*jti, exp.timestamp());
-        }
+        apply_revoked(&self.revoked, set);
     }
+}
+
+/// Makes this replica refuse these tokens at once (after their revocation committed).
+pub fn apply_revoked(revoked: &[(Uuid, DateTime<Utc>)], set: &RevocationSet) {
+    for (jti, exp) in revoked {
+        set.insert(*jti, exp.timestamp());
+    }
+    crate::telemetry::tokens_revoked(revoked.len());
 }
 
 /// Revokes an account and every token of it that still verifies, in one transaction.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::auth::authenticate;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::{ip_allowed, normalize_request_path, path_allowed, printable, Scope};
+use crate::telemetry::{self, Verification};
 use crate::time::{self, rfc3339};
 use crate::tokens::Claims;
 
@@ -41,6 +42,7 @@ pub struct WhoAmI {
     ))]
 pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = authenticate(&req)?.claims;
+    telemetry::verification(Verification::Ok);
     let now = chrono::Utc::now().timestamp();
     Ok(HttpResponse::Ok().json(WhoAmI {
         identity_id: claims.identity_id,
@@ -105,7 +107,12 @@ pub async fn verify(
     query: web::Query<VerifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let claims = authenticate(&req)?.claims;
-    check_conditions(&req, &claims, &query)?;
+    let checked = check_conditions(&req, &claims, &query);
+    telemetry::verification(match checked {
+        Ok(()) => Verification::Ok,
+        Err(_) => Verification::InsufficientScope,
+    });
+    checked?;
     let mut res = HttpResponse::Ok();
     res.insert_header(("X-Tokend-Identity-Id", claims.identity_id.to_string()))
         .insert_header(("X-Tokend-Name", claims.sub.clone()))

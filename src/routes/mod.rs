@@ -8,6 +8,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod introspect;
+pub mod metrics;
 pub mod service_accounts;
 pub mod session;
 pub mod users;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(extract::payload_config())
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(resource("/ready", "GET").route(web::get().to(health::ready)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(
             resource("/service-accounts", "GET, POST")
                 .route(web::get().to(service_accounts::list))

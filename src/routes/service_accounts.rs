@@ -18,6 +18,7 @@ use crate::auth::{Admin, Reader};
 use crate::db::queries::identities::{ListFilter, StatusFilter, SERVICE_ACCOUNT};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::{RequestedTtl, Scope, ScopePolicy, TtlFields, ValidMetadata};
+use crate::telemetry;
 use crate::time::{self, rfc3339};
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -316,6 +317,7 @@ pub async fn create(
         accounts::create(conn, &s.tokens, &new, &actor)
     })
     .await?;
+    telemetry::token_issued(issued.account.scope);
     log::info!(
         "issued token {} for new {} account {} ({})",
         issued.token.jti,
@@ -451,6 +453,7 @@ pub async fn issue_token(
         accounts::issue_token(conn, &state.tokens, &state.settings.scopes, id, ttl, &actor)
     })
     .await?;
+    telemetry::token_issued(issued.account.scope);
     log::info!("issued token {} for account {id}", issued.token.jti);
     Ok(json_response(
         StatusCode::CREATED,

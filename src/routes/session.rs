@@ -14,8 +14,10 @@ use crate::accounts::users::{Login, Role};
 use crate::accounts::{self, TokenOwner};
 use crate::app::{with_db, AppState};
 use crate::auth::Principal;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
+use crate::scope::Scope;
 use crate::scope::{RequestedTtl, TtlFields};
+use crate::telemetry;
 use crate::time::rfc3339;
 
 /// A person's login.
@@ -67,7 +69,7 @@ pub async fn login(
         ..TtlFields::default()
     })?;
     let remote = req.peer_addr().map(|a| a.ip().to_string());
-    let done = with_db(&state, move |s, conn| {
+    let attempt = with_db(&state, move |s, conn| {
         sessions::login(
             conn,
             &s.tokens,
@@ -79,10 +81,16 @@ pub async fn login(
             remote,
         )
     })
-    .await?;
-    for (jti, exp) in &done.revoked {
-        state.tokens.revocations().insert(*jti, exp.timestamp());
-    }
+    .await;
+    telemetry::login(match &attempt {
+        Ok(_) => "success",
+        Err(e) if e.code() == Code::TooManyRequests => "locked",
+        Err(e) if e.code() == Code::InvalidCredentials => "invalid_credentials",
+        Err(_) => "error",
+    });
+    let done = attempt?;
+    telemetry::token_issued(Scope::Cli);
+    accounts::apply_revoked(&done.revoked, state.tokens.revocations());
     log::info!(
         "user {} logged in, token {}",
         done.user.login,
@@ -182,6 +190,7 @@ pub async fn refresh(
     let revoke_current = body.0.unwrap_or_default().revoke_current;
     let actor = principal.actor(&req);
     let claims = principal.claims;
+    let scope = claims.scope;
     let refreshed = with_db(&state, move |s, conn| {
         sessions::refresh(
             conn,
@@ -193,9 +202,9 @@ pub async fn refresh(
         )
     })
     .await?;
-    for (jti, exp) in &refreshed.revoked {
-        state.tokens.revocations().insert(*jti, exp.timestamp());
-    }
+    accounts::apply_revoked(&refreshed.revoked, state.tokens.revocations());
+    telemetry::refreshed();
+    telemetry::token_issued(scope);
     Ok(HttpResponse::Ok().json(RefreshResponse {
         token: refreshed.token.token,
         token_id: refreshed.token.jti,

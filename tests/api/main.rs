@@ -4,6 +4,7 @@
 mod helpers;
 
 mod jwt_attacks;
+mod metrics;
 
 mod cli;
 mod errors;

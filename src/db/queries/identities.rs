@@ -201,3 +201,18 @@ pub fn list(conn: &mut DbConnection, f: &ListFilter) -> QueryResult<(Vec<Identit
         .load(conn)?;
     Ok((rows, total))
 }
+
+/// The soonest expiry among a scope's active service accounts.
+pub fn earliest_expiry(
+    conn: &mut DbConnection,
+    scope: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<NaiveDateTime>> {
+    identity::table
+        .filter(identity::identity_type.eq(SERVICE_ACCOUNT))
+        .filter(identity::scope.eq(scope))
+        .filter(identity::revoked_at.is_null())
+        .filter(identity::expires_at.gt(now))
+        .select(diesel::dsl::min(identity::expires_at))
+        .first(conn)
+}

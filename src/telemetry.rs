@@ -1,0 +1,173 @@
+//! What tokend tells its operators: Prometheus metrics (`GET /metrics`) and the access log.
+//!
+//! Metric names (all prefixed `tokend_`):
+//! - `tokens_issued_total{scope}`, `refreshes_total`, `revocations_total` (tokens refused from
+//!   now on), `logins_total{outcome}`;
+//! - `verifications_total{outcome}`: `ok`, `expired`, `revoked`, `invalid`, `insufficient_scope`;
+//! - `cleanup_runs_total{trigger}`, `cleanup_deleted_rows_total{table}`,
+//!   `cleanup_duration_seconds` (histogram);
+//! - `http_request_duration_seconds{method,route,status}` (histogram);
+//! - gauges, refreshed at each scrape: `revocation_set_size`, `revocation_rows`,
+//!   `earliest_expiry_timestamp_seconds{scope}` (the soonest expiry among active service
+//!   accounts of the scope; `+Inf` when there is none).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::scope::Scope;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process (tests start several servers).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let latency = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("tokend_http_request_duration_seconds".into()),
+                &latency,
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("tokend_cleanup_duration_seconds".into()),
+                    &[0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+                )
+            });
+        match builder.map(|b| b.install_recorder()) {
+            Ok(Ok(handle)) => Some(handle),
+            Ok(Err(e)) => {
+                log::warn!("metrics disabled: {e}");
+                None
+            }
+            Err(e) => {
+                log::warn!("metrics disabled: {e}");
+                None
+            }
+        }
+    });
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+/// How a presented token fared.
+#[derive(Debug, Clone, Copy)]
+pub enum Verification {
+    Ok,
+    Expired,
+    Revoked,
+    Invalid,
+    InsufficientScope,
+}
+
+pub fn verification(outcome: Verification) {
+    let outcome = match outcome {
+        Verification::Ok => "ok",
+        Verification::Expired => "expired",
+        Verification::Revoked => "revoked",
+        Verification::Invalid => "invalid",
+        Verification::InsufficientScope => "insufficient_scope",
+    };
+    counter!("tokend_verifications_total", "outcome" => outcome).increment(1);
+}
+
+pub fn token_issued(scope: Scope) {
+    counter!("tokend_tokens_issued_total", "scope" => scope.as_str()).increment(1);
+}
+
+pub fn tokens_revoked(n: usize) {
+    counter!("tokend_revocations_total").increment(n as u64);
+}
+
+pub fn refreshed() {
+    counter!("tokend_refreshes_total").increment(1);
+}
+
+pub fn login(outcome: &'static str) {
+    counter!("tokend_logins_total", "outcome" => outcome).increment(1);
+}
+
+pub fn cleanup(trigger: &'static str, revocations: u64, tokens: u64, seconds: f64) {
+    counter!("tokend_cleanup_runs_total", "trigger" => trigger).increment(1);
+    counter!("tokend_cleanup_deleted_rows_total", "table" => "token_revocation")
+        .increment(revocations);
+    counter!("tokend_cleanup_deleted_rows_total", "table" => "issued_token").increment(tokens);
+    histogram!("tokend_cleanup_duration_seconds").record(seconds);
+}
+
+/// Gauges read at scrape time.
+pub fn set_gauges(set_size: usize, revocation_rows: i64, earliest: &[(Scope, Option<i64>)]) {
+    gauge!("tokend_revocation_set_size").set(set_size as f64);
+    gauge!("tokend_revocation_rows").set(revocation_rows as f64);
+    for (scope, at) in earliest {
+        let value = at.map_or(f64::INFINITY, |t| t as f64);
+        gauge!("tokend_earliest_expiry_timestamp_seconds", "scope" => scope.as_str()).set(value);
+    }
+}
+
+/// The identity a request authenticated as, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestIdentity(pub i64);
+
+/// One access-log line and one latency sample per request. The line never holds a token:
+/// `method=GET route=/service-accounts/{id} status=200 latency_ms=0.84 identity=5 peer=10.0.0.7`.
+pub async fn access(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let result = next.call(req).await;
+    let (status, route, identity) = match &result {
+        Ok(res) => (
+            res.status().as_u16(),
+            res.request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".into()),
+            res.request()
+                .extensions()
+                .get::<RequestIdentity>()
+                .map(|i| i.0),
+        ),
+        Err(e) => (
+            e.as_response_error().status_code().as_u16(),
+            "unmatched".into(),
+            None,
+        ),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    histogram!(
+        "tokend_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .record(elapsed);
+    if log::log_enabled!(target: "tokend::access", log::Level::Info) {
+        log::info!(
+            target: "tokend::access",
+            "method={method} route={route} status={status} latency_ms={:.2} identity={} peer={}",
+            elapsed * 1000.0,
+            identity.map_or_else(|| "-".to_owned(), |i| i.to_string()),
+            peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        );
+    }
+    result
+}
