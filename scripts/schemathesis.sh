@@ -26,6 +26,7 @@ fi
 
 work=$(mktemp -d)
 server=""
+# shellcheck disable=SC2329 # called by the EXIT trap
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
   rm -rf "$work"

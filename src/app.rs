@@ -154,6 +154,14 @@ impl Application {
             settings.leeway,
         ));
         actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
+        if let Some(hook) = settings.expiry_webhook.clone() {
+            log::info!(
+                "expiry warnings go to {} ({:?} before expiry)",
+                hook.url,
+                hook.thresholds
+            );
+            actix_web::rt::spawn(crate::notify::run_forever(opened.pool.clone(), hook));
+        }
         actix_web::rt::spawn(crate::cleanup::run_forever(
             opened.manager.clone(),
             settings.clone(),

@@ -143,6 +143,8 @@ pub struct Settings {
     pub login_window: Duration,
     /// A successful login revokes that user's earlier cli tokens.
     pub login_revokes_previous: bool,
+    /// Where expiry warnings go (off when `None`).
+    pub expiry_webhook: Option<crate::notify::ExpiryWebhook>,
 }
 
 /// argon2id parameters. The defaults are the argon2 crate's recommendation
@@ -187,6 +189,7 @@ impl Settings {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             login_revokes_previous: false,
+            expiry_webhook: None,
         }
     }
 
@@ -273,6 +276,26 @@ pub struct SettingsArgs {
     /// A successful login revokes that user's earlier cli tokens.
     #[arg(long, env = "TOKEND_LOGIN_REVOKES_PREVIOUS", default_value_t = false, action = clap::ArgAction::Set)]
     pub login_revokes_previous: bool,
+
+    /// URL that receives a signed POST when a token crosses an expiry threshold (off if unset).
+    #[arg(long, env = "TOKEND_EXPIRY_WEBHOOK_URL")]
+    pub expiry_webhook_url: Option<String>,
+    /// HMAC-SHA256 key for X-Tokend-Signature (required with the URL; at least 16 bytes).
+    #[arg(long, env = "TOKEND_EXPIRY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub expiry_webhook_secret: Option<String>,
+    /// How long before expiry to warn, comma-separated (e.g. 24h,6h).
+    #[arg(
+        long,
+        env = "TOKEND_EXPIRY_WEBHOOK_THRESHOLDS",
+        default_value = "24h,6h"
+    )]
+    pub expiry_webhook_thresholds: String,
+    /// How often to look for tokens crossing a threshold (e.g. 30s).
+    #[arg(long, env = "TOKEND_EXPIRY_WEBHOOK_POLL", default_value = "30s")]
+    pub expiry_webhook_poll: String,
+    /// The first retry of a failed delivery waits this long, each further one twice as long.
+    #[arg(long, env = "TOKEND_EXPIRY_WEBHOOK_RETRY", default_value = "10s")]
+    pub expiry_webhook_retry: String,
 
     /// TTL bounds of sensor tokens, MIN:MAX[:DEFAULT] (default 24h:72h:72h).
     #[arg(long, env = "TOKEND_TTL_SENSOR")]
@@ -378,6 +401,38 @@ impl SettingsArgs {
         s.login_max_failures = self.login_max_failures;
         s.login_window = positive("TOKEND_LOGIN_WINDOW", &self.login_window)?;
         s.login_revokes_previous = self.login_revokes_previous;
+        s.expiry_webhook = match (self.expiry_webhook_url, self.expiry_webhook_secret) {
+            (None, _) => None,
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err("TOKEND_EXPIRY_WEBHOOK_URL must be an http:// or https:// URL".into())
+            }
+            (Some(_), None) => return Err(
+                "TOKEND_EXPIRY_WEBHOOK_URL needs TOKEND_EXPIRY_WEBHOOK_SECRET to sign the warnings"
+                    .into(),
+            ),
+            (Some(_), Some(secret)) if secret.len() < 16 => {
+                return Err("TOKEND_EXPIRY_WEBHOOK_SECRET must be at least 16 bytes long".into())
+            }
+            (Some(url), Some(secret)) => {
+                let mut thresholds = self
+                    .expiry_webhook_thresholds
+                    .split(',')
+                    .map(|t| positive("TOKEND_EXPIRY_WEBHOOK_THRESHOLDS", t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                thresholds.sort_unstable_by(|a, b| b.cmp(a));
+                thresholds.dedup();
+                Some(crate::notify::ExpiryWebhook {
+                    url,
+                    secret: SecretString::from(secret),
+                    thresholds,
+                    poll: positive("TOKEND_EXPIRY_WEBHOOK_POLL", &self.expiry_webhook_poll)?,
+                    retry_base: positive(
+                        "TOKEND_EXPIRY_WEBHOOK_RETRY",
+                        &self.expiry_webhook_retry,
+                    )?,
+                })
+            }
+        };
         for (scope, spec) in [
             (Scope::Sensor, self.ttl_sensor),
             (Scope::Execution, self.ttl_execution),

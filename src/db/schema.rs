@@ -91,6 +91,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    expiry_notification (id) {
+        id -> BigInt,
+        token_jti -> Text,
+        threshold_secs -> BigInt,
+        identity_id -> BigInt,
+        payload -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(issued_token -> identity (identity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -101,4 +117,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_key,
     worker_lease,
     login_failure,
+    expiry_notification,
 );

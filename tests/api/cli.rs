@@ -21,9 +21,9 @@ fn tokend(storage: &Storage) -> Command {
     cmd
 }
 
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for Server {
@@ -34,12 +34,21 @@ impl Drop for Server {
 }
 
 async fn serve(storage: &Storage) -> Server {
+    serve_with(storage, &[]).await
+}
+
+/// `tokend serve` as a child process with extra environment; killed (SIGKILL) when dropped.
+pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = tokend(storage)
+    let mut cmd = tokend(storage);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .spawn()
@@ -64,7 +73,7 @@ async fn serve(storage: &Storage) -> Server {
     server
 }
 
-async fn call(
+pub async fn call(
     method: Method,
     url: String,
     token: &str,
@@ -78,6 +87,20 @@ async fn call(
     }
     let res = req.send().await.unwrap();
     (res.status(), res.json().await.unwrap_or_default())
+}
+
+/// `tokend admin-token` on this storage.
+pub async fn admin_token(storage: &Storage) -> String {
+    let mut cmd = tokend(storage);
+    let out = actix_web::web::block(move || cmd.arg("admin-token").output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 async fn admin_token_then_crash_and_restart(backend: Backend) {
@@ -204,4 +227,156 @@ fn migrate_and_openapi_commands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEND_JWT_SECRET"));
 }
 
-crate::both_backends!(admin_token_then_crash_and_restart);
+/// `tokend sa ...` and `tokend check` against a live server: output and exit codes.
+async fn client_verbs(backend: Backend) {
+    let app = crate::helpers::TestApp::spawn(backend).await;
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| async move {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(&args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        crate::helpers::run_command(cmd).await
+    };
+    let env = || {
+        vec![
+            ("TOKEND_URL", app.address.clone()),
+            ("TOKEND_TOKEN", app.admin_token.clone()),
+        ]
+    };
+    let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+
+    let (status, stdout, stderr) = run(
+        args("sa create --name sensor:cli --scope sensor --trigger-type core.timer --trigger-type core.interval --ttl-hours 48 --json"),
+        env(),
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        created["metadata"]["trigger_types"],
+        json!(["core.timer", "core.interval"])
+    );
+    let id = created["identity_id"].as_i64().unwrap();
+    assert_eq!(
+        app.whoami(created["token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+
+    let (status, stdout, _) = run(
+        args("sa create --name hook --scope webhook --allowed-path /hooks/* --ip-allow 10.0.0.0/8"),
+        env(),
+    )
+    .await;
+    assert_eq!(status, 0);
+    assert!(
+        stdout.contains("scope        webhook") && stdout.contains("token        ey"),
+        "{stdout}"
+    );
+    let (status, _, stderr) = run(args("sa create --name bad --scope sensor"), env()).await;
+    assert_eq!(status, 1, "a refusal is exit 1");
+    assert!(stderr.contains("trigger_types"), "{stderr}");
+
+    let (status, stdout, _) = run(args("sa list --scope sensor --json"), env()).await;
+    assert_eq!(status, 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list["total"], 1);
+    let (status, stdout, _) = run(args("sa list"), env()).await;
+    assert_eq!(status, 0);
+    assert!(
+        stdout.contains("sensor:cli") && stdout.contains("3 account(s)"),
+        "{stdout}"
+    );
+    let (status, stdout, _) = run(args(&format!("sa show {id}")), env()).await;
+    assert_eq!(status, 0);
+    assert!(stdout.contains("fingerprint"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t");
+    let (status, stdout, stderr) = run(
+        args(&format!(
+            "sa rotate {id} --json --token-out {}",
+            file.display()
+        )),
+        env(),
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    let rotated: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        rotated["new"]["token"].as_str().unwrap()
+    );
+    assert_eq!(
+        crate::helpers::code(&app.whoami(created["token"].as_str().unwrap()).await.1),
+        "token_revoked"
+    );
+    assert_eq!(rotated["new"]["metadata"], created["metadata"]);
+
+    let new_id = rotated["new"]["identity_id"].as_i64().unwrap();
+    let (status, stdout, _) = run(args(&format!("sa revoke {new_id} --reason done")), env()).await;
+    assert_eq!(status, 0);
+    assert!(stdout.contains("revoked account"), "{stdout}");
+    let (status, _, _) = run(args("sa revoke 999999"), env()).await;
+    assert_eq!(status, 1, "not found is a refusal");
+    let (status, _, _) = run(
+        args("sa list"),
+        vec![
+            ("TOKEND_URL", "http://127.0.0.1:9".into()),
+            ("TOKEND_TOKEN", "x".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 2, "unreachable is exit 2");
+    let (status, _, _) = run(args("sa list"), vec![("TOKEND_URL", app.address.clone())]).await;
+    assert_eq!(status, 2, "no token is exit 2");
+
+    // check: nothing within 6 h (the admin account lives 24 h, the webhook 90 d).
+    let (status, stdout, _) = run(args("check --warn-hours 6"), env()).await;
+    assert_eq!(status, 0, "{stdout}");
+    assert!(stdout.lines().all(|l| !l.starts_with('⚠')), "{stdout}");
+    app.create_account(
+        json!({"name": "exec:soon", "scope": "execution", "metadata": {"execution_id": 3}}),
+    )
+    .await;
+    let (status, stdout, _) = run(args("check --warn-hours 6"), env()).await;
+    assert_eq!(status, 1, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with('⚠') && l.contains("exec:soon")),
+        "{stdout}"
+    );
+    let (status, stdout, _) = run(args("check --warn-hours 6 --scope webhook --json"), env()).await;
+    assert_eq!(status, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["warnings"], 0);
+    assert_eq!(report["checked"], 1);
+    let (status, _, stderr) = run(
+        args("check"),
+        vec![
+            ("TOKEND_URL", app.address.clone()),
+            ("TOKEND_TOKEN", "bad".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 2, "{stderr}");
+
+    // The cron line.
+    let mut cron = Command::new("sh");
+    cron.arg("-c")
+        .arg(format!(
+            "{} check --warn-hours 6 > /dev/null || echo MAIL",
+            env!("CARGO_BIN_EXE_tokend")
+        ))
+        .env("TOKEND_URL", &app.address)
+        .env("TOKEND_TOKEN", &app.admin_token);
+    let out = actix_web::web::block(move || cron.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "MAIL");
+}
+
+crate::both_backends!(admin_token_then_crash_and_restart, client_verbs);

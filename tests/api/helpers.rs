@@ -364,3 +364,29 @@ pub async fn run_with_stdin(mut cmd: std::process::Command, input: String) -> st
     .await
     .unwrap()
 }
+
+/// Runs a command off the async thread: (exit code, stdout, stderr).
+pub async fn run_command(mut cmd: std::process::Command) -> (i32, String, String) {
+    let out = web::block(move || cmd.output().unwrap()).await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether these command-line tools are installed. Outside CI a test may skip without them;
+/// in CI (`CI` set) it must not.
+pub fn require_tools(tools: &[&str]) -> bool {
+    let present = tools.iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !present {
+        assert!(std::env::var("CI").is_err(), "CI must have {tools:?}");
+        eprintln!("skipped: needs {tools:?}");
+    }
+    present
+}

@@ -8,10 +8,12 @@ mod metrics;
 
 mod cli;
 mod errors;
+mod expiry_webhook;
 mod openapi;
 mod replicas;
 mod revocation;
 mod runbook;
+mod scripts;
 mod sessions;
 mod token_attacks;
 mod ttl;

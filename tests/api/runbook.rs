@@ -17,12 +17,7 @@ fn one_liner(token: &str) -> std::process::Output {
 }
 
 async fn expiry_one_liner(backend: Backend) {
-    if Command::new("jq").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have jq for the one-liner test"
-        );
-        eprintln!("skipped: needs jq");
+    if !crate::helpers::require_tools(&["jq", "base64"]) {
         return;
     }
     let app = TestApp::spawn(backend).await;

@@ -4,22 +4,8 @@ use std::process::Command;
 
 use crate::helpers::{Backend, TestApp};
 
-fn tools_present() -> bool {
-    ["curl", "jq", "bash"].iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
 async fn readme_walkthrough(backend: Backend) {
-    if !tools_present() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have curl, jq and bash for the walk-through"
-        );
-        eprintln!("skipped: the walk-through needs curl, jq and bash");
+    if !crate::helpers::require_tools(&["curl", "jq", "bash"]) {
         return;
     }
     let app = TestApp::spawn(backend).await;
@@ -50,12 +36,7 @@ async fn readme_walkthrough(backend: Backend) {
 /// `tokend user add alice`, the people walk-through, then the management walk-through with
 /// alice's token; a viewer gets 403 on DELETE; the audit trail reads like a story.
 async fn readme_people_walkthrough(backend: Backend) {
-    if !tools_present() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must have curl, jq and bash for the walk-through"
-        );
-        eprintln!("skipped: the walk-through needs curl, jq and bash");
+    if !crate::helpers::require_tools(&["curl", "jq", "bash"]) {
         return;
     }
     let app = TestApp::spawn(backend).await;

@@ -5,5 +5,6 @@ pub mod identities;
 pub mod keys;
 pub mod locks;
 pub mod logins;
+pub mod notifications;
 pub mod revocations;
 pub mod tokens;

@@ -1,4 +1,13 @@
-//! The command line: `tokend serve | migrate | admin-token | user add | cleanup | openapi`.
+//! The command line. Server side: `serve`, `migrate`, `admin-token`, `user add`, `cleanup`,
+//! `openapi`. Client side, against a running tokend (`TOKEND_URL`, `TOKEND_TOKEN`):
+//! `sa create|list|show|revoke|rotate`, `check`.
+
+mod check;
+mod remote;
+mod sa;
+
+pub use remote::RemoteArgs;
+pub use sa::SaCommand;
 
 use std::process::ExitCode;
 
@@ -66,6 +75,28 @@ pub enum Command {
     },
     /// Print the OpenAPI specification (JSON).
     Openapi,
+    /// Service accounts on a running tokend: create, list, show, revoke, rotate.
+    Sa {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: SaCommand,
+    },
+    /// Expiry report for cron: exit 0 when nothing expires within --warn-hours, 1 when
+    /// something does or already has, 2 when the check failed.
+    Check {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The warning window in hours.
+        #[arg(long, default_value_t = 6.0)]
+        warn_hours: f64,
+        /// Only accounts of this scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +150,30 @@ pub fn run(command: Command) -> ExitCode {
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
             Ok(())
+        }
+        Command::Sa { remote, command } => {
+            return match sa::run(&remote, command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(f) => {
+                    eprintln!("tokend: {}", f.message());
+                    ExitCode::from(f.exit_code())
+                }
+            }
+        }
+        Command::Check {
+            remote,
+            warn_hours,
+            scope,
+            json,
+        } => {
+            return match check::run(&remote, warn_hours, scope.as_deref(), json) {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(1),
+                Err(f) => {
+                    eprintln!("tokend: {}", f.message());
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
         }
     };
     match result {
