@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
-BIN=${TOKEND_BIN:-target/debug/tokend}
+BIN=${TOKEND_BIN:-${CARGO_TARGET_DIR:-target}/debug/tokend}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 
 if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version | grep -q "$SCHEMATHESIS_VERSION"; then

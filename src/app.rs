@@ -48,6 +48,7 @@ pub struct Opened {
     pub manager: DbManager,
     pub tokens: Arc<TokenService>,
     pub revocations: Arc<RevocationSet>,
+    pub keys: Arc<KeyStore>,
     pub cursor: db::queries::revocations::Cursor,
 }
 
@@ -67,7 +68,7 @@ pub fn open(settings: &Settings) -> Result<Opened, StartError> {
     let cutoff = crate::time::to_db(crate::time::now() - leeway);
     let cursor = revocation::load(&mut conn, &revocations, cutoff).map_err(DbError::from)?;
     let tokens = Arc::new(TokenService::new(
-        keys,
+        keys.clone(),
         revocations.clone(),
         settings.issuer.clone(),
         settings.audience.clone(),
@@ -78,6 +79,7 @@ pub fn open(settings: &Settings) -> Result<Opened, StartError> {
         manager,
         tokens,
         revocations,
+        keys,
         cursor,
     })
 }
@@ -152,6 +154,14 @@ impl Application {
             opened.cursor,
             settings.revocation_sync_interval,
             settings.leeway,
+        ));
+        actix_web::rt::spawn(crate::tokens::keys::sync_forever(
+            opened.manager.clone(),
+            opened.keys.clone(),
+            settings.revocation_sync_interval,
+            settings.key_rotation_period,
+            settings.max_token_lifetime(),
+            settings.jwks_max_age,
         ));
         actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
         if let Some(hook) = settings.expiry_webhook.clone() {

@@ -145,6 +145,11 @@ pub struct Settings {
     pub login_revokes_previous: bool,
     /// Where expiry warnings go (off when `None`).
     pub expiry_webhook: Option<crate::notify::ExpiryWebhook>,
+    /// Signing keys rotate when the active one is this old (`None`: only on request).
+    pub key_rotation_period: Option<Duration>,
+    /// How long verifiers may cache the JWKS (`Cache-Control: max-age`). A published next
+    /// key only starts signing once it has been published at least this long.
+    pub jwks_max_age: Duration,
 }
 
 /// argon2id parameters. The defaults are the argon2 crate's recommendation
@@ -190,7 +195,20 @@ impl Settings {
             login_window: Duration::from_secs(15 * 60),
             login_revokes_previous: false,
             expiry_webhook: None,
+            key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
+            jwks_max_age: Duration::from_secs(300),
         }
+    }
+
+    /// The longest a token can live, with the leeway: how long a retired signing key must
+    /// keep verifying.
+    pub fn max_token_lifetime(&self) -> Duration {
+        Scope::ALL
+            .iter()
+            .map(|s| self.scopes.bounds(*s).max)
+            .max()
+            .unwrap_or_default()
+            + self.leeway
     }
 
     /// Where the key-encryption key lives when it is not given in the environment.
@@ -276,6 +294,14 @@ pub struct SettingsArgs {
     /// A successful login revokes that user's earlier cli tokens.
     #[arg(long, env = "TOKEND_LOGIN_REVOKES_PREVIOUS", default_value_t = false, action = clap::ArgAction::Set)]
     pub login_revokes_previous: bool,
+
+    /// Rotate the signing key when the active one is this old (e.g. 7d; "off": only on request).
+    #[arg(long, env = "TOKEND_KEY_ROTATION_PERIOD", default_value = "7d")]
+    pub key_rotation_period: String,
+
+    /// How long verifiers may cache the JWKS; a next key signs only after this long published.
+    #[arg(long, env = "TOKEND_JWKS_MAX_AGE", default_value = "5m")]
+    pub jwks_max_age: String,
 
     /// URL that receives a signed POST when a token crosses an expiry threshold (off if unset).
     #[arg(long, env = "TOKEND_EXPIRY_WEBHOOK_URL")]
@@ -401,6 +427,16 @@ impl SettingsArgs {
         s.login_max_failures = self.login_max_failures;
         s.login_window = positive("TOKEND_LOGIN_WINDOW", &self.login_window)?;
         s.login_revokes_previous = self.login_revokes_previous;
+        s.key_rotation_period = match self.key_rotation_period.trim() {
+            "off" | "never" | "0" => None,
+            other => Some(positive("TOKEND_KEY_ROTATION_PERIOD", other)?),
+        };
+        s.jwks_max_age = duration("TOKEND_JWKS_MAX_AGE", &self.jwks_max_age)?;
+        if s.key_rotation_period.is_some_and(|p| p <= s.jwks_max_age) {
+            return Err(
+                "TOKEND_KEY_ROTATION_PERIOD must be longer than TOKEND_JWKS_MAX_AGE".into(),
+            );
+        }
         s.expiry_webhook = match (self.expiry_webhook_url, self.expiry_webhook_secret) {
             (None, _) => None,
             (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {

@@ -42,6 +42,8 @@ pub enum Code {
     MethodNotAllowed,
     AccountRevoked,
     LoginTaken,
+    KeysNotManaged,
+    RotationTooSoon,
     InvalidCredentials,
     PayloadTooLarge,
     UriTooLong,
@@ -76,6 +78,8 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::AccountRevoked => "account_revoked",
             Code::LoginTaken => "login_taken",
+            Code::KeysNotManaged => "keys_not_managed",
+            Code::RotationTooSoon => "rotation_too_soon",
             Code::InvalidCredentials => "invalid_credentials",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UriTooLong => "uri_too_long",
@@ -107,7 +111,10 @@ impl Code {
             | Code::IpNotAllowed => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::AccountRevoked | Code::LoginTaken => StatusCode::CONFLICT,
+            Code::AccountRevoked
+            | Code::LoginTaken
+            | Code::KeysNotManaged
+            | Code::RotationTooSoon => StatusCode::CONFLICT,
             Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -284,5 +291,20 @@ impl From<crate::db::DbError> for ApiError {
 impl From<diesel::result::Error> for ApiError {
     fn from(err: diesel::result::Error) -> Self {
         ApiError::from(crate::db::DbError::Query(err))
+    }
+}
+
+impl From<crate::tokens::KeyError> for ApiError {
+    fn from(err: crate::tokens::KeyError) -> Self {
+        match err {
+            crate::tokens::KeyError::NotManaged => {
+                ApiError::new(Code::KeysNotManaged, err.to_string())
+            }
+            crate::tokens::KeyError::TooSoon { retry_after_secs } => {
+                ApiError::new(Code::RotationTooSoon, err.to_string()).retry_after(retry_after_secs)
+            }
+            crate::tokens::KeyError::Db(db) => ApiError::from(db),
+            other => ApiError::internal("signing keys", &other),
+        }
     }
 }

@@ -68,6 +68,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Signing keys (EdDSA): list them, or rotate now.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Prune revocations of expired tokens now and print what was deleted (JSON).
     Cleanup {
         #[command(flatten)]
@@ -117,6 +122,20 @@ pub enum UserCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate now: the published next key starts signing; running servers follow within a second.
+    Rotate {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List the signing keys and their states (JSON lines).
+    List {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
 impl Command {
     /// The default log level: `serve` talks, one-shot commands stay quiet on stderr.
     pub fn default_log_level(&self) -> &'static str {
@@ -146,6 +165,7 @@ pub fn run(command: Command) -> ExitCode {
                     settings,
                 },
         } => add_user(&login, &role, password_stdin, settings),
+        Command::Keys { command } => keys(command),
         Command::Cleanup { settings } => cleanup(settings),
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
@@ -289,6 +309,50 @@ fn add_user(
         serde_json::to_string(&user).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+fn keys(command: KeysCommand) -> Result<(), String> {
+    match command {
+        KeysCommand::Rotate { settings } => {
+            let settings = settings.into_settings()?;
+            let opened = app::open(&settings).map_err(|e| e.to_string())?;
+            let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
+            let r = opened
+                .keys
+                .rotate(
+                    &mut conn,
+                    settings.max_token_lifetime(),
+                    None,
+                    settings.jwks_max_age,
+                )
+                .map_err(|e| crate::error::cause_chain(&e))?
+                .ok_or("the rotation did nothing")?;
+            crate::audit::record(&mut conn, &Actor::default(), "key.rotated", None, None, None, json!({
+                "active_kid": r.active_kid, "retiring_kid": r.retiring_kid, "next_kid": r.next_kid,
+            }))
+            .map_err(|e| e.message().to_owned())?;
+            println!(
+                "{}",
+                json!({"active_kid": r.active_kid, "retiring_kid": r.retiring_kid, "next_kid": r.next_kid,
+                    "retire_after": crate::time::format(&r.retire_after)})
+            );
+            Ok(())
+        }
+        KeysCommand::List { settings } => {
+            let settings = settings.into_settings()?;
+            let opened = app::open(&settings).map_err(|e| e.to_string())?;
+            let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
+            for k in crate::db::queries::keys::all(&mut conn).map_err(|e| e.to_string())? {
+                println!(
+                    "{}",
+                    json!({"kid": k.kid, "status": k.status,
+                        "created_at": crate::time::format(&crate::time::from_db(k.created_at)),
+                        "retire_after": k.retire_after.map(|t| crate::time::format(&crate::time::from_db(t)))})
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 fn cleanup(args: SettingsArgs) -> Result<(), String> {

@@ -103,4 +103,5 @@ pub struct SigningKeyRow {
     pub created_at: NaiveDateTime,
     pub activated_at: Option<NaiveDateTime>,
     pub retired_at: Option<NaiveDateTime>,
+    pub retire_after: Option<NaiveDateTime>,
 }

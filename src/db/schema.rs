@@ -71,6 +71,7 @@ diesel::table! {
         created_at -> Timestamp,
         activated_at -> Nullable<Timestamp>,
         retired_at -> Nullable<Timestamp>,
+        retire_after -> Nullable<Timestamp>,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod introspect;
+pub mod keys;
 pub mod metrics;
 pub mod service_accounts;
 pub mod session;
@@ -59,6 +60,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
         .service(resource("/tokens/revoke", "POST").route(web::post().to(introspect::revoke_token)))
         .service(resource("/users", "POST").route(web::post().to(users::add)))
+        .service(resource("/keys", "GET").route(web::get().to(keys::list)))
+        .service(resource("/keys/rotate", "POST").route(web::post().to(keys::rotate)))
+        .service(resource("/keys/{kid}/revoke", "POST").route(web::post().to(keys::revoke)))
         .service(resource("/audit", "GET").route(web::get().to(audit::list)))
         .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))

@@ -12,6 +12,9 @@ use crate::app::AppState;
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let keys = state.tokens.keys().current();
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", state.settings.jwks_max_age.as_secs()),
+        ))
         .json(keys.jwks())
 }

@@ -1,16 +1,32 @@
-//! Signing keys: created once in the shared database, loaded by every replica.
+//! Signing keys: created in the shared database, loaded by every replica, rotated without
+//! downtime.
 //!
-//! EdDSA (default): an Ed25519 key pair is generated on first start and stored in
-//! `signing_key`, its private half sealed with the key-encryption key. Its `kid` is the RFC 7638
-//! JWK thumbprint of the public key. HS256: the shared secret from the settings, never stored;
-//! its `kid` is derived from a hash of the secret.
+//! EdDSA (default): Ed25519 key pairs live in `signing_key`, their private halves sealed with
+//! the key-encryption key; a key's `kid` is the RFC 7638 JWK thumbprint of its public key.
+//! A key goes through these states:
+//!
+//! - `next`: published in the JWKS, not signing yet, so verifiers learn it before any token
+//!   carries it;
+//! - `active`: signs new tokens (one at a time);
+//! - `retiring`: no longer signs, still verifies until `retire_after` (the longest lifetime a
+//!   token it signed could have, plus the leeway), then it is `retired`;
+//! - `revoked`: retired at once (emergency); every token it signed stops verifying.
+//!
+//! Rotation promotes `next` to `active`, moves the old `active` to `retiring` and makes a new
+//! `next`. Every replica re-reads the table several times a second ([`sync_forever`]), so a
+//! rotation or an emergency revocation takes effect everywhere within a second.
+//!
+//! HS256: the shared secret from the settings, never stored; its `kid` is derived from a hash
+//! of the secret; it cannot be rotated here (change the secret everywhere instead).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
@@ -22,10 +38,15 @@ use super::kek::Kek;
 use crate::config::{JwtAlgorithm, Settings};
 use crate::db::models::SigningKeyRow;
 use crate::db::queries::keys as key_queries;
-use crate::db::{write_transaction, DbConnection, DbError};
+use crate::db::{write_transaction, DbConnection, DbError, DbManager};
+use crate::time;
 
 const EDDSA: &str = "EdDSA";
-const ACTIVE: &str = "active";
+pub const NEXT: &str = "next";
+pub const ACTIVE: &str = "active";
+pub const RETIRING: &str = "retiring";
+pub const RETIRED: &str = "retired";
+pub const REVOKED: &str = "revoked";
 
 /// One immutable set of keys: the one that signs, and all that verify.
 pub struct KeySet {
@@ -34,6 +55,8 @@ pub struct KeySet {
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     jwks: Value,
+    /// What this set was built from (kid and status of each row), to notice changes.
+    version: Vec<(String, String)>,
 }
 
 impl KeySet {
@@ -53,41 +76,31 @@ impl KeySet {
         self.decoding.get(kid)
     }
 
-    /// `{"keys": [...]}`: the public keys (none for HS256).
+    /// `{"keys": [...]}`: the public keys that verify (none for HS256).
     pub fn jwks(&self) -> &Value {
         &self.jwks
     }
-}
 
-impl KeySet {
     /// A fresh Ed25519 key held only in memory: for fuzzing and tests that need no database.
     pub fn ephemeral_ed25519() -> Result<KeySet, KeyError> {
         let kek = Kek::from_bytes(&[0u8; 32]);
-        let row = generate_ed25519(&kek)?;
-        let der = kek
-            .open(&row.kid, &row.sealed_private_key)
-            .map_err(KeyError::Config)?;
-        let decoding = DecodingKey::from_ed_components(&row.public_key)
-            .map_err(|e| KeyError::Corrupt(e.to_string()))?;
-        Ok(KeySet {
-            algorithm: Algorithm::EdDSA,
-            signing_kid: row.kid.clone(),
-            encoding: EncodingKey::from_ed_der(&der),
-            decoding: HashMap::from([(row.kid.clone(), decoding)]),
-            jwks: json!({"keys": []}),
-        })
+        let row = generate_ed25519(&kek, ACTIVE, time::now())?;
+        build(&[row], &kek, time::now())
     }
 }
 
 /// The current [`KeySet`], swapped atomically when keys change; readers never lock.
 pub struct KeyStore {
     current: ArcSwap<KeySet>,
+    /// `None` for HS256: nothing to load, rotate or revoke.
+    kek: Option<Kek>,
 }
 
 impl KeyStore {
     pub fn new(keys: KeySet) -> KeyStore {
         KeyStore {
             current: ArcSwap::from_pointee(keys),
+            kek: None,
         }
     }
 
@@ -95,24 +108,213 @@ impl KeyStore {
         self.current.load_full()
     }
 
-    /// Loads the keys for the configured algorithm, creating the first EdDSA key if the
-    /// database has none (once, even when several replicas start together).
+    /// Whether keys live in the database (EdDSA) and can be rotated.
+    pub fn is_managed(&self) -> bool {
+        self.kek.is_some()
+    }
+
+    /// Loads the keys for the configured algorithm, creating the first EdDSA keys (an active
+    /// one and the next) if the database has none, once, even when replicas start together.
     pub fn load_or_create(
         conn: &mut DbConnection,
         settings: &Settings,
     ) -> Result<KeyStore, KeyError> {
-        let keys = match &settings.jwt {
-            JwtAlgorithm::Hs256 { secret } => hs256(secret.expose_secret().as_bytes()),
+        match &settings.jwt {
+            JwtAlgorithm::Hs256 { secret } => {
+                Ok(KeyStore::new(hs256(secret.expose_secret().as_bytes())))
+            }
             JwtAlgorithm::EdDsa => {
                 let kek = Kek::load(settings).map_err(KeyError::Config)?;
-                eddsa(conn, &kek)?
+                let rows =
+                    write_transaction(conn, |conn| -> Result<Vec<SigningKeyRow>, KeyError> {
+                        key_queries::lock_key_creation(conn)?;
+                        let now = time::now();
+                        let mut rows = key_queries::with_status(conn, EDDSA, &[ACTIVE, NEXT])?;
+                        for status in [ACTIVE, NEXT] {
+                            if !rows.iter().any(|r| r.status == status) {
+                                let row = generate_ed25519(&kek, status, now)?;
+                                key_queries::insert(conn, &row)?;
+                                log::info!(
+                                    "generated an Ed25519 signing key ({status}), kid {}",
+                                    row.kid
+                                );
+                                rows.push(row);
+                            }
+                        }
+                        Ok(key_queries::verifying(conn, EDDSA)?)
+                    })?;
+                let keys = build(&rows, &kek, time::now())?;
+                Ok(KeyStore {
+                    current: ArcSwap::from_pointee(keys),
+                    kek: Some(kek),
+                })
             }
+        }
+    }
+
+    /// Re-reads the keys; swaps in a new set when anything changed. Returns whether it did.
+    pub fn reload(&self, conn: &mut DbConnection) -> Result<bool, KeyError> {
+        let Some(kek) = &self.kek else {
+            return Ok(false);
         };
-        Ok(KeyStore::new(keys))
+        let now = time::now();
+        let rows: Vec<SigningKeyRow> = key_queries::verifying(conn, EDDSA)?
+            .into_iter()
+            .filter(|r| usable(r, now))
+            .collect();
+        let version = version_of(&rows);
+        if version == self.current.load().version {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(build(&rows, kek, now)?));
+        Ok(true)
+    }
+
+    /// Rotates: `next` becomes `active`, `active` becomes `retiring` until `retire_after`, and
+    /// a new `next` is made. With `only_if_older_than`, does nothing unless the active key was
+    /// activated longer ago than that (the scheduled rotation; replicas racing do it once).
+    ///
+    /// The next key must have been published for at least `publish_lead` (the JWKS cache
+    /// lifetime), so that every verifier knows it before a token carries it; otherwise
+    /// [`KeyError::TooSoon`].
+    pub fn rotate(
+        &self,
+        conn: &mut DbConnection,
+        max_token_lifetime: Duration,
+        only_if_older_than: Option<Duration>,
+        publish_lead: Duration,
+    ) -> Result<Option<Rotation>, KeyError> {
+        let Some(kek) = &self.kek else {
+            return Err(KeyError::NotManaged);
+        };
+        let rotation = write_transaction(conn, |conn| -> Result<Option<Rotation>, KeyError> {
+            key_queries::lock_key_creation(conn)?;
+            let now = time::now();
+            let rows = key_queries::with_status(conn, EDDSA, &[ACTIVE, NEXT])?;
+            let active = rows.iter().find(|r| r.status == ACTIVE);
+            if let (Some(min_age), Some(active)) = (only_if_older_than, active) {
+                let since = active.activated_at.unwrap_or(active.created_at);
+                if time::from_db(since) + chrono::Duration::from_std(min_age).unwrap_or_default()
+                    > now
+                {
+                    return Ok(None);
+                }
+            }
+            if let Some(next) = rows.iter().find(|r| r.status == NEXT) {
+                // Times are stored in whole seconds: one more covers the truncation.
+                let ready = time::from_db(next.created_at)
+                    + chrono::Duration::from_std(publish_lead).unwrap_or_default()
+                    + chrono::Duration::seconds(1);
+                if ready > now {
+                    return Err(KeyError::TooSoon {
+                        retry_after_secs: (ready - now).num_seconds().max(1) as u64,
+                    });
+                }
+            }
+            let retire_after =
+                now + chrono::Duration::from_std(max_token_lifetime).unwrap_or_default();
+            if let Some(active) = active {
+                key_queries::set_status(
+                    conn,
+                    &active.kid,
+                    RETIRING,
+                    Some(time::to_db(retire_after)),
+                    None,
+                )?;
+            }
+            let new_active = match rows.iter().find(|r| r.status == NEXT) {
+                Some(next) => {
+                    key_queries::activate(conn, &next.kid, time::to_db(now))?;
+                    next.kid.clone()
+                }
+                None => {
+                    let row = generate_ed25519(kek, ACTIVE, now)?;
+                    key_queries::insert(conn, &row)?;
+                    row.kid
+                }
+            };
+            let next = generate_ed25519(kek, NEXT, now)?;
+            key_queries::insert(conn, &next)?;
+            Ok(Some(Rotation {
+                active_kid: new_active,
+                retiring_kid: active.map(|a| a.kid.clone()),
+                next_kid: next.kid,
+                retire_after,
+            }))
+        })?;
+        if rotation.is_some() {
+            self.reload(conn)?;
+        }
+        Ok(rotation)
+    }
+
+    /// Retires a key at once: every token it signed stops verifying. If it was the active key,
+    /// the next one takes over signing and a new next key is made.
+    pub fn revoke(
+        &self,
+        conn: &mut DbConnection,
+        kid: &str,
+    ) -> Result<Option<Revocation>, KeyError> {
+        let Some(kek) = &self.kek else {
+            return Err(KeyError::NotManaged);
+        };
+        let revocation = write_transaction(conn, |conn| -> Result<Option<Revocation>, KeyError> {
+            key_queries::lock_key_creation(conn)?;
+            let now = time::now();
+            let rows = key_queries::with_status(conn, EDDSA, &[ACTIVE, NEXT, RETIRING])?;
+            let Some(key) = rows.iter().find(|r| r.kid == kid) else {
+                return Ok(None);
+            };
+            key_queries::set_status(conn, kid, REVOKED, None, Some(time::to_db(now)))?;
+            let mut active_kid = rows
+                .iter()
+                .find(|r| r.status == ACTIVE)
+                .map(|r| r.kid.clone());
+            if key.status == ACTIVE || key.status == NEXT {
+                if key.status == ACTIVE {
+                    active_kid = match rows.iter().find(|r| r.status == NEXT) {
+                        Some(next) => {
+                            key_queries::activate(conn, &next.kid, time::to_db(now))?;
+                            Some(next.kid.clone())
+                        }
+                        None => {
+                            let row = generate_ed25519(kek, ACTIVE, now)?;
+                            key_queries::insert(conn, &row)?;
+                            Some(row.kid)
+                        }
+                    };
+                }
+                key_queries::insert(conn, &generate_ed25519(kek, NEXT, now)?)?;
+            }
+            Ok(Some(Revocation {
+                kid: kid.to_owned(),
+                revoked_at: now,
+                active_kid: active_kid.unwrap_or_default(),
+            }))
+        })?;
+        self.reload(conn)?;
+        Ok(revocation)
     }
 }
 
-/// Why keys could not be loaded.
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub active_kid: String,
+    pub retiring_kid: Option<String>,
+    pub next_kid: String,
+    pub retire_after: DateTime<Utc>,
+}
+
+/// What an emergency revocation did.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    pub kid: String,
+    pub revoked_at: DateTime<Utc>,
+    pub active_kid: String,
+}
+
+/// Why keys could not be loaded or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("{0}")]
@@ -121,12 +323,30 @@ pub enum KeyError {
     Db(#[from] DbError),
     #[error("{0}")]
     Corrupt(String),
+    #[error("keys are not managed by tokend with HS256: change TOKEND_JWT_SECRET on every replica instead")]
+    NotManaged,
+    #[error("the next key was published less than the JWKS cache lifetime ago, so some verifiers may not know it yet; rotate in {retry_after_secs} s (or revoke the active key in an emergency)")]
+    TooSoon { retry_after_secs: u64 },
 }
 
 impl From<diesel::result::Error> for KeyError {
     fn from(e: diesel::result::Error) -> Self {
         KeyError::Db(DbError::Query(e))
     }
+}
+
+/// A retiring key verifies until its `retire_after`.
+fn usable(row: &SigningKeyRow, now: DateTime<Utc>) -> bool {
+    row.status != RETIRING || row.retire_after.is_some_and(|t| time::from_db(t) > now)
+}
+
+fn version_of(rows: &[SigningKeyRow]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.kid.clone(), r.status.clone()))
+        .collect();
+    v.sort();
+    v
 }
 
 fn hs256(secret: &[u8]) -> KeySet {
@@ -143,26 +363,20 @@ fn hs256(secret: &[u8]) -> KeySet {
         encoding: EncodingKey::from_secret(secret),
         decoding,
         jwks: json!({ "keys": [] }),
+        version: Vec::new(),
     }
 }
 
-fn eddsa(conn: &mut DbConnection, kek: &Kek) -> Result<KeySet, KeyError> {
-    let rows = write_transaction(conn, |conn| -> Result<Vec<SigningKeyRow>, KeyError> {
-        key_queries::lock_key_creation(conn)?;
-        let rows = key_queries::with_status(conn, EDDSA, &[ACTIVE])?;
-        if !rows.is_empty() {
-            return Ok(rows);
-        }
-        let row = generate_ed25519(kek)?;
-        key_queries::insert(conn, &row)?;
-        log::info!("generated the first Ed25519 signing key, kid {}", row.kid);
-        Ok(vec![row])
-    })?;
-    let newest = rows
-        .first()
-        .ok_or_else(|| KeyError::Corrupt("no signing key after creation".into()))?;
+/// The key set from `next`, `active` and `retiring` rows (newest active signs).
+fn build(rows: &[SigningKeyRow], kek: &Kek, now: DateTime<Utc>) -> Result<KeySet, KeyError> {
+    let rows: Vec<&SigningKeyRow> = rows.iter().filter(|r| usable(r, now)).collect();
+    let active = rows
+        .iter()
+        .filter(|r| r.status == ACTIVE)
+        .max_by_key(|r| (r.activated_at, r.created_at))
+        .ok_or_else(|| KeyError::Corrupt("no active signing key".into()))?;
     let der = kek
-        .open(&newest.kid, &newest.sealed_private_key)
+        .open(&active.kid, &active.sealed_private_key)
         .map_err(KeyError::Config)?;
     let mut decoding = HashMap::new();
     let mut jwks = Vec::new();
@@ -178,14 +392,19 @@ fn eddsa(conn: &mut DbConnection, kek: &Kek) -> Result<KeySet, KeyError> {
     }
     Ok(KeySet {
         algorithm: Algorithm::EdDSA,
-        signing_kid: newest.kid.clone(),
+        signing_kid: active.kid.clone(),
         encoding: EncodingKey::from_ed_der(&der),
         decoding,
         jwks: json!({ "keys": jwks }),
+        version: version_of(&rows.iter().map(|r| (*r).clone()).collect::<Vec<_>>()),
     })
 }
 
-fn generate_ed25519(kek: &Kek) -> Result<SigningKeyRow, KeyError> {
+fn generate_ed25519(
+    kek: &Kek,
+    status: &str,
+    now: DateTime<Utc>,
+) -> Result<SigningKeyRow, KeyError> {
     let signing = SigningKey::generate(&mut rand::rngs::OsRng);
     let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
     let kid = jwk_thumbprint(&x);
@@ -193,16 +412,17 @@ fn generate_ed25519(kek: &Kek) -> Result<SigningKeyRow, KeyError> {
         .to_pkcs8_der()
         .map_err(|e| KeyError::Corrupt(format!("cannot encode the new key: {e}")))?;
     let sealed = kek.seal(&kid, der.as_bytes()).map_err(KeyError::Config)?;
-    let now = crate::time::to_db(crate::time::now());
+    let now = time::to_db(now);
     Ok(SigningKeyRow {
         kid,
         algorithm: EDDSA.into(),
         public_key: x,
         sealed_private_key: sealed,
-        status: ACTIVE.into(),
+        status: status.into(),
         created_at: now,
-        activated_at: Some(now),
+        activated_at: (status == ACTIVE).then_some(now),
         retired_at: None,
+        retire_after: None,
     })
 }
 
@@ -210,4 +430,69 @@ fn generate_ed25519(kek: &Kek) -> Result<SigningKeyRow, KeyError> {
 fn jwk_thumbprint(x: &str) -> String {
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Keeps this replica's keys in step with the table (rotations, emergency revocations, keys
+/// retiring), and rotates on schedule. Runs until the process ends.
+pub async fn sync_forever(
+    manager: DbManager,
+    store: Arc<KeyStore>,
+    interval: Duration,
+    rotation_period: Option<Duration>,
+    max_token_lifetime: Duration,
+    publish_lead: Duration,
+) {
+    if !store.is_managed() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<DbConnection> = None;
+    let mut last_rotation_check = std::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        let check_rotation =
+            rotation_period.is_some() && last_rotation_check.elapsed() >= Duration::from_secs(60);
+        if check_rotation {
+            last_rotation_check = std::time::Instant::now();
+        }
+        let (m, c, s) = (manager.clone(), conn.take(), store.clone());
+        let result = actix_web::rt::task::spawn_blocking(move || {
+            let mut c = match c {
+                Some(c) => c,
+                None => m.connect().map_err(|e| e.to_string())?,
+            };
+            let outcome = (|| -> Result<(), KeyError> {
+                if let (true, Some(period)) = (check_rotation, rotation_period) {
+                    if let Some(r) =
+                        s.rotate(&mut c, max_token_lifetime, Some(period), publish_lead)?
+                    {
+                        log::info!(
+                            "scheduled key rotation: {} now signs, {:?} retiring",
+                            r.active_kid,
+                            r.retiring_kid
+                        );
+                    }
+                    key_queries::retire_expired(&mut c, time::to_db(time::now()))?;
+                }
+                if s.reload(&mut c)? {
+                    log::info!(
+                        "signing keys changed; now signing with {}",
+                        s.current().signing_kid()
+                    );
+                }
+                Ok(())
+            })();
+            match outcome {
+                Ok(()) => Ok(Some(c)),
+                Err(e) => Err(crate::error::cause_chain(&e)),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(c)) => conn = c,
+            Ok(Err(e)) => log::error!("signing key sync failed: {e}"),
+            Err(e) => log::error!("signing key sync task failed: {e}"),
+        }
+    }
 }

@@ -134,6 +134,8 @@ pub fn test_settings(storage: &Storage) -> Settings {
     s.db_wait = Duration::from_secs(5);
     s.pool_size = 4;
     s.workers = Some(1);
+    // Verifiers may cache the JWKS for 1 s, so a new next key may sign 1 s after it appears.
+    s.jwks_max_age = Duration::from_secs(1);
     s
 }
 
@@ -177,6 +179,8 @@ impl TestApp {
     }
 
     pub async fn start(storage: Arc<Storage>, settings: Settings) -> TestApp {
+        // RUST_LOG=tokend::access=info cargo test ... shows the servers' logs.
+        let _ = env_logger::builder().is_test(true).try_init();
         let app = Application::build(settings.clone())
             .await
             .expect("the server starts");

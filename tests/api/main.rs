@@ -4,6 +4,7 @@
 mod helpers;
 
 mod jwt_attacks;
+mod keys;
 mod metrics;
 
 mod cli;

@@ -1,0 +1,1 @@
+ALTER TABLE signing_key DROP COLUMN retire_after;
