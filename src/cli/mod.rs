@@ -2,6 +2,7 @@
 //! `openapi`. Client side, against a running tokend (`TOKEND_URL`, `TOKEND_TOKEN`):
 //! `sa create|list|show|revoke|rotate`, `check`.
 
+mod agent;
 mod check;
 mod remote;
 mod sa;
@@ -87,6 +88,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SaCommand,
     },
+    /// Keep token files fresh on a sensor host: renew before expiry, write atomically, run
+    /// a command after each write; exit 1 only once a held token has expired.
+    Agent(agent::AgentArgs),
     /// Expiry report for cron: exit 0 when nothing expires within --warn-hours, 1 when
     /// something does or already has, 2 when the check failed.
     Check {
@@ -140,7 +144,7 @@ impl Command {
     /// The default log level: `serve` talks, one-shot commands stay quiet on stderr.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Serve { .. } => "info",
+            Command::Serve { .. } | Command::Agent(_) => "info",
             _ => "warn",
         }
     }
@@ -171,6 +175,7 @@ pub fn run(command: Command) -> ExitCode {
             print!("{}", crate::openapi::spec_json());
             Ok(())
         }
+        Command::Agent(args) => return agent::run(args),
         Command::Sa { remote, command } => {
             return match sa::run(&remote, command) {
                 Ok(()) => ExitCode::SUCCESS,

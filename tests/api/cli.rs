@@ -39,23 +39,31 @@ async fn serve(storage: &Storage) -> Server {
 
 /// `tokend serve` as a child process with extra environment; killed (SIGKILL) when dropped.
 pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // TOKEND_LISTEN in `env` pins the address (a restart on the same port); else a free one.
+    let listen = env
+        .iter()
+        .find(|(k, _)| *k == "TOKEND_LISTEN")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            format!("127.0.0.1:{port}")
+        });
     let mut cmd = tokend(storage);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let child = cmd
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", &listen])
         .stdout(Stdio::null())
         .spawn()
         .expect("tokend serve starts");
     let server = Server {
         child,
-        url: format!("http://127.0.0.1:{port}"),
+        url: format!("http://{listen}"),
     };
     let start = Instant::now();
     while reqwest::get(format!("{}/ready", server.url))

@@ -345,7 +345,11 @@ async fn pyjwt_verifies_across_rotations(backend: Backend) {
         .unwrap();
         verifier = v;
         for answer in answers {
-            assert!(answer.starts_with("ok "), "round {round}: {answer}; jwks now {:?}", jwks_kids(&app).await);
+            assert!(
+                answer.starts_with("ok "),
+                "round {round}: {answer}; jwks now {:?}",
+                jwks_kids(&app).await
+            );
         }
         rotate(&app, &app.admin_token).await;
     }

@@ -7,6 +7,7 @@ mod jwt_attacks;
 mod keys;
 mod metrics;
 
+mod agent;
 mod cli;
 mod errors;
 mod expiry_webhook;
