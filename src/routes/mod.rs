@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod service_accounts;
 pub mod session;
+pub mod ui;
 pub mod users;
 pub mod well_known;
 
@@ -68,6 +69,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
         .service(resource("/docs", "GET").route(web::get().to(docs::page)))
+        .service(resource("/ui", "GET").route(web::get().to(ui::index)))
+        .service(resource("/ui/app.js", "GET").route(web::get().to(ui::script)))
+        .service(resource("/ui/app.css", "GET").route(web::get().to(ui::style)))
         .service(
             web::scope("/docs")
                 .wrap(actix_web::middleware::Compress::default())

@@ -1,0 +1,85 @@
+// The dashboard in a real headless Chromium: sign in, create an account, see it listed,
+// revoke it, see it revoked. Usage:
+//   node dashboard.mjs http://127.0.0.1:8080 "$ADMIN_TOKEN" [screenshot.png]
+// Exits non-zero on the first thing that is not as expected.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+
+const [url, token, screenshot] = process.argv.slice(2);
+if (!url || !token) {
+  console.error("usage: node dashboard.mjs URL ADMIN_TOKEN [screenshot.png]");
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const errors = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: url });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+
+  await page.goto(`${url}/ui`);
+  // Sign in with a token.
+  await page.getByLabel("Admin token or a user's cli token").fill(token);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await page.getByText(/Signed in as/).waitFor();
+
+  // Create an account; its token is shown once.
+  const name = `sensor:browser-${Date.now()}`;
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Scope", { exact: true }).selectOption("sensor");
+  await page.getByLabel("Lifetime in hours").fill("48");
+  await page.getByLabel("Metadata (JSON)").fill('{"trigger_types": ["core.timer"]}');
+  await page.getByRole("button", { name: "Create" }).click();
+  const dialog = page.getByRole("dialog", { name: /New token/ });
+  await dialog.waitFor();
+  const newToken = await page.locator("#new-token").inputValue();
+  assert.equal(newToken.split(".").length, 3, "a JWT is shown");
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.getByRole("button", { name: "Done" }).click();
+  assert.equal(await page.locator("#new-token").inputValue(), "", "the token is gone once closed");
+
+  // It is listed under sensor, active, with its time left.
+  const row = page.locator("tr", { hasText: name });
+  await row.waitFor();
+  assert.match(await row.textContent(), /active/);
+  assert.match(await row.textContent(), /in 4[78]\.\d h/);
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Revoke it with a reason, and see it revoked.
+  await row.getByRole("button", { name: /^Revoke/ }).click();
+  await page.getByLabel("Reason").fill("browser test");
+  await page.getByRole("dialog", { name: "Revoke" }).getByRole("button", { name: "Revoke" }).click();
+  await page.getByText(/Revoked sensor:browser-/).waitFor();
+  // Revoked accounts are hidden by default...
+  await page.locator("tr", { hasText: name }).waitFor({ state: "detached" });
+  await page.getByLabel("show revoked").check();
+  const revoked = page.locator("tr", { hasText: name });
+  await revoked.waitFor();
+  assert.match(await revoked.textContent(), /revoked/);
+
+  // The token shown once really was revoked.
+  const res = await fetch(`${url}/auth/whoami`, { headers: { Authorization: `Bearer ${newToken}` } });
+  assert.equal(res.status, 401);
+  assert.equal((await res.json()).error.code, "token_revoked");
+  assert.deepEqual(errors, [], "no errors in the page");
+  console.log("dashboard: ok");
+} catch (e) {
+  const page = browser.contexts()[0]?.pages()[0];
+  if (page) {
+    console.error("status:", await page.locator("#status").textContent().catch(() => "?"));
+    await page.screenshot({ path: "failure.png", fullPage: true }).catch(() => {});
+  }
+  console.error("page errors:", errors);
+  throw e;
+} finally {
+  await browser.close();
+}
