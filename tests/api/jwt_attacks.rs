@@ -58,8 +58,15 @@ async fn attack_suite(backend: Backend) {
     let (_, _, jwks) = app
         .send(Method::GET, "/.well-known/jwks.json", None, None)
         .await;
+    // The signing key's public half (the JWKS also publishes the next key).
+    let signing_jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the signing key is published");
     let public = URL_SAFE_NO_PAD
-        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .decode(signing_jwk["x"].as_str().unwrap())
         .unwrap();
     let hs_header = json!({"alg": "HS256", "typ": "JWT", "kid": header["kid"]});
     let hs_forged = {

@@ -126,3 +126,33 @@ pub fn delete_expired_batch(
     }
     Ok(deleted)
 }
+
+/// Bulk-loads revocation rows (the benchmark harness seeds a million of them).
+pub fn bulk_insert_for_benchmarks(
+    conn: &mut DbConnection,
+    rows: &[(String, NaiveDateTime)],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let values: Vec<NewRevocation> = rows
+        .iter()
+        .map(|(jti, exp)| NewRevocation {
+            token_jti: jti.clone(),
+            identity_id: 0,
+            token_exp: *exp,
+            revoked_at: now,
+            revoked_by: None,
+            reason: Some("benchmark".into()),
+        })
+        .collect();
+    // One multi-row statement per batch: each backend's own connection can do that.
+    match conn {
+        DbConnection::Pg(c) => diesel::insert_into(token_revocation::table)
+            .values(&values)
+            .execute(c),
+        DbConnection::Sqlite(c) => c.transaction(|c| {
+            diesel::insert_into(token_revocation::table)
+                .values(&values)
+                .execute(c)
+        }),
+    }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The benchmark harness: one command, one run, every figure side by side.
+#
+#   bench/run.sh            # everything (about 10 minutes on 2 cores)
+#   BENCH_SKIP=scale,cleanup bench/run.sh
+#
+# Every server listens on 127.0.0.1 and is stopped at the end. Load: wrk, BENCH_CONNECTIONS
+# connections (32), BENCH_DURATION (10s) per run, the same for every target. Results:
+# bench/results/<timestamp>/results.json and a table on stdout (bench/report.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+WORKERS=${BENCH_WORKERS:-2}
+PG_ADMIN_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+SKIP=",${BENCH_SKIP:-},"
+OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+PG_DBS=()
+
+log() { printf '\n== %s\n' "$*" >&2; }
+skip() { [[ "$SKIP" == *",$1,"* ]]; }
+
+# shellcheck disable=SC2329 # called by the EXIT trap
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for db in "${PG_DBS[@]}"; do psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "bench: needs $1 ($2)" >&2; exit 2; }; }
+need wrk "apt-get install wrk"
+need curl "apt-get install curl"
+need jq "apt-get install jq"
+need python3 "python3"
+
+log "building (release)"
+cargo build --release --locked --bins 2>&1 | tail -1 >&2
+TOKEND=$ROOT/target/release/tokend
+BENCH=$ROOT/target/release/tokend-bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_ready() { # URL
+  for _ in $(seq 1 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "bench: $1 did not become ready" >&2; return 1
+}
+
+# wrk NAME URL [ENV=VALUE...]: one run; the JSON summary goes to $OUT/NAME.json.
+load() {
+  local name=$1 url=$2
+  shift 2
+  env BENCH_RESULT="$OUT/$name.json" BENCH_THREADS="$WRK_THREADS" "$@" \
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s bench/wrk/bench.lua "$url" \
+    > "$OUT/$name.wrk.txt" 2>&1 || { cat "$OUT/$name.wrk.txt" >&2; return 1; }
+  echo "  $name: $(cat "$OUT/$name.json")" >&2
+}
+
+# start_tokend DIR PORT [ENV=VALUE...]: a tokend in the background; sets TOKEND_PID.
+start_tokend() {
+  local dir=$1 port=$2
+  shift 2
+  env TOKEND_DATA_DIR="$dir" RUST_LOG=warn TOKEND_WORKERS="$WORKERS" "$@" \
+    "$TOKEND" serve --listen "127.0.0.1:$port" > "$dir.log" 2>&1 &
+  TOKEND_PID=$!
+  PIDS+=("$TOKEND_PID")
+  wait_ready "http://127.0.0.1:$port/ready"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+new_pg_db() { # prints a database URL
+  local db
+  db="tokend_bench_$(date +%s%N | tail -c 9)_$RANDOM"
+  psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $db" >/dev/null
+  PG_DBS+=("$db")
+  echo "${PG_ADMIN_URL%/*}/$db"
+}
+
+echo "{}" > "$OUT/meta.json"
+jq -n --arg d "$DURATION" --argjson c "$CONNECTIONS" --argjson t "$WRK_THREADS" --argjson w "$WORKERS" \
+  --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" --argjson cores "$(nproc)" \
+  '{duration: $d, connections: $c, wrk_threads: $t, server_workers: $w, cpu: $cpu, cores: $cores}' > "$OUT/meta.json"
+
+# ---------------------------------------------------------------------------------------------
+log "the crypto primitives alone (ed25519-dalek, hmac) on $WORKERS threads"
+"$BENCH" crypto --threads "$WORKERS" --seconds 3 > "$OUT/crypto.json"
+cat "$OUT/crypto.json" >&2
+
+# ---------------------------------------------------------------------------------------------
+log "the HTTP ceiling: an empty actix-web handler"
+port=$(free_port)
+"$BENCH" empty-server --listen "127.0.0.1:$port" --workers "$WORKERS" &
+pid=$!
+PIDS+=("$pid")
+wait_ready "http://127.0.0.1:$port/"
+load empty "http://127.0.0.1:$port/empty"
+stop "$pid"
+
+# ---------------------------------------------------------------------------------------------
+run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
+  local label=$1 db=$2 alg=$3
+  local dir="$WORK/$label" port
+  mkdir -p "$dir"
+  port=$(free_port)
+  local extra=(TOKEND_JWT_ALG="$alg")
+  [ "$alg" = HS256 ] && extra+=(TOKEND_JWT_SECRET="a benchmark secret of at least thirty-two bytes")
+  [ -n "$db" ] && extra+=(TOKEND_DATABASE_URL="$db")
+  start_tokend "$dir" "$port" "${extra[@]}"
+  local pid=$TOKEND_PID url="http://127.0.0.1:$port"
+  local admin
+  admin=$(env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$TOKEND" admin-token --ttl-hours 24)
+  if [ "$label" != pg ]; then
+    env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$BENCH" mint --count 1000 > "$dir/warm.tokens"
+    load "verify_warm_$label" "$url/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
+    load "whoami_warm_$label" "$url/auth/whoami" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
+    env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$BENCH" mint --count "${BENCH_COLD_TOKENS:-400000}" > "$dir/cold.tokens"
+    load "verify_cold_$label" "$url/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/cold.tokens" BENCH_ONCE=1
+  fi
+  if [ "$alg" = EdDSA ]; then
+    load "issue_$label" "$url/service-accounts" BENCH_METHOD=POST BENCH_FIXED_HEADER="Authorization: Bearer $admin" \
+      BENCH_BODY='{"name":"bench:issue","scope":"execution","metadata":{"execution_id":1}}' \
+      BENCH_CAPTURE=identity_id BENCH_CAPTURE_FILE="$dir/ids"
+    cat "$dir"/ids.* > "$dir/ids.all"
+    load "revoke_$label" "$url/service-accounts/{}" BENCH_METHOD=DELETE BENCH_FIXED_HEADER="Authorization: Bearer $admin" \
+      BENCH_IDS="$dir/ids.all" BENCH_ONCE=1
+  fi
+  rss_kib "$pid" > "$OUT/rss_after_$label.kib"
+  stop "$pid"
+}
+
+log "tokend on SQLite, EdDSA"
+run_tokend_suite sqlite "" EdDSA
+log "tokend on SQLite, HS256"
+run_tokend_suite sqlite_hs256 "" HS256
+if ! skip pg; then
+  log "tokend on PostgreSQL, EdDSA"
+  run_tokend_suite pg "$(new_pg_db)" EdDSA
+fi
+
+# ---------------------------------------------------------------------------------------------
+if ! skip openbao; then
+  log "OpenBao (raft storage in a temporary directory)"
+  bench/openbao.sh "$WORK/openbao" "$OUT" "$DURATION" "$CONNECTIONS" "$WRK_THREADS"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if ! skip cleanup; then
+  bench/cleanup.sh "$WORK/cleanup" "$OUT" "$PG_ADMIN_URL"
+fi
+if ! skip scale; then
+  bench/scale.sh "$WORK/scale" "$OUT" "$PG_ADMIN_URL"
+fi
+if ! skip startup; then
+  bench/startup.sh "$WORK/startup" "$OUT"
+fi
+
+python3 bench/report.py "$OUT"

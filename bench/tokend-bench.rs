@@ -1,0 +1,297 @@
+//! Helpers for the benchmark harness (`bench/run.sh`); not part of the product.
+//!
+//! - `empty-server`: an actix-web server with one empty handler, the HTTP ceiling;
+//! - `mint`: distinct valid tokens signed with a deployment's key (no database writes), for
+//!   verification runs where every request carries a token never seen before;
+//! - `crypto`: the raw verification rate of the signature crates in use, on N threads;
+//! - `seed-revocations`: bulk-load `token_revocation` for the cleanup and memory runs;
+//! - `propagation`: revoke through one replica, time until every other one refuses.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use tokend::config::SettingsArgs;
+use tokend::scope::Scope;
+use tokend::tokens::{IdentityType, TokenSubject};
+
+#[derive(Parser)]
+#[command(name = "tokend-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve an empty handler.
+    EmptyServer {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Print COUNT distinct valid tokens, one per line.
+    Mint {
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value = "sensor")]
+        scope: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Raw signature verifications per second on THREADS threads (JSON).
+    Crypto {
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Insert LIVE revocations of unexpired tokens and EXPIRED ones of expired tokens.
+    SeedRevocations {
+        #[arg(long)]
+        live: u64,
+        #[arg(long)]
+        expired: u64,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Revoke ROUNDS tokens through rotating replicas; time until all others refuse (JSON).
+    Propagation {
+        /// Base URLs of the replicas.
+        #[arg(long = "replica", required = true)]
+        replicas: Vec<String>,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 1000)]
+        rounds: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::EmptyServer { listen, workers } => empty_server(&listen, workers),
+        Command::Mint {
+            count,
+            scope,
+            settings,
+        } => mint(count, &scope, settings),
+        Command::Crypto { threads, seconds } => {
+            crypto(threads, seconds);
+            Ok(())
+        }
+        Command::SeedRevocations {
+            live,
+            expired,
+            settings,
+        } => seed(live, expired, settings),
+        Command::Propagation {
+            replicas,
+            admin_token,
+            rounds,
+        } => propagation(&replicas, &admin_token, rounds),
+    };
+    if let Err(e) = result {
+        eprintln!("tokend-bench: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn empty_server(listen: &str, workers: Option<usize>) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let mut server = HttpServer::new(|| {
+            App::new().default_service(web::to(|| async { HttpResponse::Ok().finish() }))
+        })
+        .bind(listen)
+        .map_err(|e| e.to_string())?;
+        if let Some(w) = workers {
+            server = server.workers(w);
+        }
+        server.run().await.map_err(|e| e.to_string())
+    })
+}
+
+fn mint(count: usize, scope: &str, args: SettingsArgs) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let scope = Scope::parse(scope).map_err(|e| e.message().to_owned())?;
+    let opened = tokend::app::open(&settings).map_err(|e| e.to_string())?;
+    let metadata = match scope {
+        Scope::Sensor => json!({"trigger_types": ["core.timer"]}),
+        _ => json!({}),
+    };
+    let metadata = metadata.as_object().cloned().unwrap_or_default();
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let ttl = settings.scopes.bounds(scope).max;
+    for i in 0..count {
+        let name = format!("bench:{i}");
+        let subject = TokenSubject {
+            identity_id: 1_000_000 + i as i64,
+            identity_type: IdentityType::ServiceAccount,
+            name: &name,
+            scope,
+            metadata: &metadata,
+        };
+        let minted = opened
+            .tokens
+            .mint(&subject, ttl, tokend::time::now())
+            .map_err(|e| e.to_string())?;
+        writeln!(out, "{}", minted.token).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn crypto(threads: usize, seconds: f64) {
+    use ed25519_dalek::{Signer, SigningKey, Verifier};
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    // A message the size of a sensor token's header and payload.
+    let message = "x".repeat(420);
+    let signature = key.sign(message.as_bytes());
+    let public = key.verifying_key();
+    let secret = [7u8; 32];
+    let run = |f: Arc<dyn Fn() + Send + Sync>| -> f64 {
+        let done = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (done, f) = (done.clone(), f.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        for _ in 0..64 {
+                            f();
+                        }
+                        n += 64;
+                    }
+                    done.fetch_add(n, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+        done.load(Ordering::Relaxed) as f64 / seconds
+    };
+    let (m, s, p) = (message.clone(), signature, public);
+    let eddsa = run(Arc::new(move || {
+        assert!(p.verify(m.as_bytes(), &s).is_ok());
+    }));
+    // Including the key decoding jsonwebtoken does on every verification.
+    let (m2, s2, bytes) = (message.clone(), signature, public.to_bytes());
+    let eddsa_with_key = run(Arc::new(move || {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).expect("a key");
+        assert!(key.verify(m2.as_bytes(), &s2).is_ok());
+    }));
+    let m3 = message.clone();
+    let hs256 = run(Arc::new(move || {
+        use hmac::Mac;
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret).expect("any key length");
+        mac.update(m3.as_bytes());
+        std::hint::black_box(mac.finalize());
+    }));
+    println!(
+        "{}",
+        json!({"threads": threads, "ed25519_verify_per_s": eddsa.round(),
+               "ed25519_decode_key_and_verify_per_s": eddsa_with_key.round(),
+               "hs256_per_s": hs256.round()})
+    );
+}
+
+fn seed(live: u64, expired: u64, args: SettingsArgs) -> Result<(), String> {
+    let settings = args.into_settings()?;
+    let opened = tokend::app::open(&settings).map_err(|e| e.to_string())?;
+    let mut conn = opened.pool.get().map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().naive_utc();
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(1000);
+    let total = live + expired;
+    for i in 0..total {
+        let exp = if i < expired {
+            now - chrono::Duration::hours(1 + (i % 48) as i64)
+        } else {
+            now + chrono::Duration::hours(1 + (i % 48) as i64)
+        };
+        rows.push((Uuid::new_v4().to_string(), exp));
+        if rows.len() == 1000 || i + 1 == total {
+            tokend::db::queries::revocations::bulk_insert_for_benchmarks(&mut conn, &rows, now)
+                .map_err(|e| e.to_string())?;
+            rows.clear();
+        }
+    }
+    eprintln!(
+        "seeded {total} revocations in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn propagation(replicas: &[String], admin: &str, rounds: usize) -> Result<(), String> {
+    if replicas.len() < 2 {
+        return Err("need at least two replicas".into());
+    }
+    let api: Vec<tokend::client::ApiClient> = replicas
+        .iter()
+        .map(|u| tokend::client::ApiClient::new(u, Some(admin.to_owned())))
+        .collect();
+    let mut delays = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let writer = &api[round % api.len()];
+        let created = writer
+            .post(
+                "/service-accounts",
+                &json!({"name": format!("bench:prop{round}"), "scope": "sensor",
+                "metadata": {"trigger_types": ["t"]}}),
+            )
+            .map_err(|e| e.to_string())?;
+        let token = created["token"].as_str().unwrap_or_default().to_owned();
+        let id = created["identity_id"].as_i64().unwrap_or_default();
+        let others: Vec<tokend::client::ApiClient> = api
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != round % api.len())
+            .map(|(_, a)| a.with_token(token.clone()))
+            .collect();
+        // Every other replica accepts it first (keys are shared).
+        for o in &others {
+            o.get("/auth/whoami")
+                .map_err(|e| format!("a replica refused a fresh token: {e}"))?;
+        }
+        writer
+            .delete(&format!("/service-accounts/{id}"), &json!({}))
+            .map_err(|e| e.to_string())?;
+        let revoked_at = Instant::now();
+        let mut worst = Duration::ZERO;
+        for o in &others {
+            loop {
+                match o.get("/auth/whoami") {
+                    Err(e) if e.status() == Some(401) => break,
+                    _ => {
+                        if revoked_at.elapsed() > Duration::from_secs(5) {
+                            return Err("a revocation did not propagate within 5 s".into());
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+            worst = worst.max(revoked_at.elapsed());
+        }
+        delays.push(worst.as_secs_f64() * 1000.0);
+    }
+    delays.sort_by(|a, b| a.total_cmp(b));
+    let pct =
+        |p: f64| delays[((delays.len() as f64 * p).ceil() as usize).clamp(1, delays.len()) - 1];
+    let report: Value = json!({
+        "rounds": rounds, "replicas": replicas.len(),
+        "propagation_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": delays[delays.len() - 1]},
+    });
+    println!("{report}");
+    Ok(())
+}
