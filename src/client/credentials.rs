@@ -5,12 +5,12 @@
 //! ```no_run
 //! use tokend::client::{CredentialCache, RenewalPolicy};
 //!
+//! # let initial_token = String::new();
 //! let cache = CredentialCache::start("https://tokend.internal", initial_token, RenewalPolicy::default())?;
 //! // On every request, never blocking:
 //! if let Some(token) = cache.token() {
 //!     // Authorization: Bearer {token}
 //! }
-//! # let initial_token = String::new();
 //! # Ok::<(), tokend::client::ClientError>(())
 //! ```
 
