@@ -164,6 +164,15 @@ impl Application {
             settings.jwks_max_age,
         ));
         actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
+        let (tokens, leeway) = (opened.tokens.clone(), settings.leeway.as_secs() as i64);
+        actix_web::rt::spawn(async move {
+            // Keep the verified-token cache to live tokens of the current keys.
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                ticker.tick().await;
+                tokens.prune_verified(chrono::Utc::now().timestamp() - leeway);
+            }
+        });
         if let Some(hook) = settings.expiry_webhook.clone() {
             log::info!(
                 "expiry warnings go to {} ({:?} before expiry)",

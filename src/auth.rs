@@ -17,7 +17,7 @@ use crate::tokens::{Claims, IdentityType, TokenError};
 /// The verified token of the caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub claims: Claims,
+    pub claims: std::sync::Arc<Claims>,
 }
 
 impl Principal {

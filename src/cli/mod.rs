@@ -172,7 +172,11 @@ pub fn run(command: Command) -> ExitCode {
         Command::Keys { command } => keys(command),
         Command::Cleanup { settings } => cleanup(settings),
         Command::Openapi => {
-            print!("{}", crate::openapi::spec_json());
+            // A closed pipe (`tokend openapi | head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout(),
+                crate::openapi::spec_json().as_bytes(),
+            );
             Ok(())
         }
         Command::Agent(args) => return agent::run(args),

@@ -19,10 +19,10 @@ use crate::tokens::Claims;
 
 /// The holder of a token, as the token says.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WhoAmI {
+pub struct WhoAmI<'a> {
     pub identity_id: i64,
     #[schema(example = "sensor:core.timer")]
-    pub name: String,
+    pub name: &'a str,
     pub scope: Scope,
     pub token_id: Uuid,
     #[serde(with = "rfc3339")]
@@ -30,7 +30,7 @@ pub struct WhoAmI {
     /// Seconds until the token expires (0 once it has).
     pub expires_in_seconds: i64,
     #[schema(value_type = Object)]
-    pub metadata: Map<String, Value>,
+    pub metadata: &'a Map<String, Value>,
 }
 
 /// Describes the presented token. Any valid token may ask.
@@ -46,12 +46,12 @@ pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let now = chrono::Utc::now().timestamp();
     Ok(HttpResponse::Ok().json(WhoAmI {
         identity_id: claims.identity_id,
-        name: claims.sub,
+        name: &claims.sub,
         scope: claims.scope,
         token_id: claims.jti,
         expires_at: time::from_unix(claims.exp),
         expires_in_seconds: (claims.exp - now).max(0),
-        metadata: claims.metadata,
+        metadata: &claims.metadata,
     }))
 }
 
@@ -76,9 +76,9 @@ pub struct VerifyQuery {
 
 /// The verified holder, also sent as `X-Tokend-*` headers.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResponse {
+pub struct VerifyResponse<'a> {
     pub identity_id: i64,
-    pub name: String,
+    pub name: &'a str,
     pub scope: Scope,
     pub token_id: Uuid,
     #[serde(with = "rfc3339")]
@@ -120,7 +120,7 @@ pub async fn verify(
         .insert_header(("X-Tokend-Token-Id", claims.jti.to_string()));
     Ok(res.json(VerifyResponse {
         identity_id: claims.identity_id,
-        name: claims.sub,
+        name: &claims.sub,
         scope: claims.scope,
         token_id: claims.jti,
         expires_at: time::from_unix(claims.exp),

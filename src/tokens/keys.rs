@@ -48,8 +48,16 @@ pub const RETIRING: &str = "retiring";
 pub const RETIRED: &str = "retired";
 pub const REVOKED: &str = "revoked";
 
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One immutable set of keys: the one that signs, and all that verify.
 pub struct KeySet {
+    /// Unique per set built: caches of verified tokens key on it.
+    generation: u64,
     algorithm: Algorithm,
     signing_kid: String,
     encoding: EncodingKey,
@@ -106,6 +114,11 @@ impl KeyStore {
 
     pub fn current(&self) -> Arc<KeySet> {
         self.current.load_full()
+    }
+
+    /// The generation of the current key set (cheap: no reference counting).
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 
     /// Whether keys live in the database (EdDSA) and can be rotated.
@@ -358,6 +371,7 @@ fn hs256(secret: &[u8]) -> KeySet {
     let mut decoding = HashMap::new();
     decoding.insert(kid.clone(), DecodingKey::from_secret(secret));
     KeySet {
+        generation: next_generation(),
         algorithm: Algorithm::HS256,
         signing_kid: kid,
         encoding: EncodingKey::from_secret(secret),
@@ -391,6 +405,7 @@ fn build(rows: &[SigningKeyRow], kek: &Kek, now: DateTime<Utc>) -> Result<KeySet
         }));
     }
     Ok(KeySet {
+        generation: next_generation(),
         algorithm: Algorithm::EdDSA,
         signing_kid: active.kid.clone(),
         encoding: EncodingKey::from_ed_der(&der),

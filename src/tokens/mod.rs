@@ -31,6 +31,17 @@ use crate::scope::Scope;
 /// Tokens longer than this are refused before any parsing work.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// How many verified tokens are remembered (a repeat skips signature and JSON work).
+pub const VERIFIED_CACHE_ENTRIES: usize = 32 * 1024;
+
+/// A token that passed the signature and claim checks, remembered by its whole text.
+struct Verified {
+    claims: Arc<Claims>,
+    /// The key set it was checked against: a key change (rotation, emergency revocation)
+    /// makes every entry stale.
+    generation: u64,
+}
+
 /// What a new token is for.
 #[derive(Debug, Clone)]
 pub struct TokenSubject<'a> {
@@ -96,6 +107,8 @@ pub struct TokenService {
     validation: Validation,
     /// The same checks without `exp`/`nbf`: to recognise our own tokens whatever their age.
     signature_only: Validation,
+    /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
+    verified: papaya::HashMap<Box<str>, Verified>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +144,7 @@ impl TokenService {
             audience,
             validation,
             signature_only,
+            verified: papaya::HashMap::new(),
         }
     }
 
@@ -186,8 +200,52 @@ impl TokenService {
 
     /// Checks a presented token: size, shape, algorithm, key, signature, `iss`, `aud`,
     /// `nbf`, `exp` (with leeway), then revocation. No database access.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let claims = self.decode(token, &self.validation)?;
+    ///
+    /// A token verified before (and still in the cache, against the same keys) skips the
+    /// signature and JSON work; its times and its revocation are checked on every call.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid(format!(
+                "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
+            )));
+        }
+        let generation = self.keys.generation();
+        let cached = {
+            let verified = self.verified.pin();
+            verified
+                .get(token)
+                .filter(|v| v.generation == generation)
+                .map(|v| v.claims.clone())
+        };
+        let claims = match cached {
+            Some(claims) => {
+                let now = chrono::Utc::now().timestamp();
+                let leeway = self.validation.leeway as i64;
+                if claims.exp < now - leeway {
+                    return Err(TokenError::Expired {
+                        at: Some(claims.exp),
+                    });
+                }
+                if claims.nbf > now + leeway {
+                    return Err(invalid("the token is not valid yet (nbf is in the future)"));
+                }
+                claims
+            }
+            None => {
+                let claims = Arc::new(self.decode(token, &self.validation)?);
+                let verified = self.verified.pin();
+                if verified.len() < VERIFIED_CACHE_ENTRIES {
+                    verified.insert(
+                        token.into(),
+                        Verified {
+                            claims: claims.clone(),
+                            generation,
+                        },
+                    );
+                }
+                claims
+            }
+        };
         if self.revocations.is_revoked(&claims.jti) {
             return Err(TokenError::Revoked {
                 jti: claims.jti,
@@ -195,6 +253,15 @@ impl TokenService {
             });
         }
         Ok(claims)
+    }
+
+    /// Forgets verified tokens that expired before `before` or were checked against keys no
+    /// longer in use, making room for new ones.
+    pub fn prune_verified(&self, before: i64) {
+        let generation = self.keys.generation();
+        self.verified
+            .pin()
+            .retain(|_, v| v.claims.exp >= before && v.generation == generation);
     }
 
     /// Whether tokend issued this token (signature, `iss`, `aud`), however old it is and
@@ -266,4 +333,84 @@ fn invalid(why: impl Into<String>) -> TokenError {
 /// `printf %s "$TOKEN" | sha256sum | cut -c1-16` gives the same value.
 pub fn fingerprint(token: &str) -> String {
     hex::encode(&Sha256::digest(token.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> TokenService {
+        let keys = Arc::new(KeyStore::new(KeySet::ephemeral_ed25519().unwrap()));
+        TokenService::new(
+            keys,
+            Arc::new(RevocationSet::new()),
+            "tokend".into(),
+            "tokend-tests".into(),
+            Duration::ZERO,
+        )
+    }
+
+    fn mint(tokens: &TokenService, ttl: Duration, now: DateTime<Utc>) -> MintedToken {
+        let metadata = Map::new();
+        let subject = TokenSubject {
+            identity_id: 1,
+            identity_type: IdentityType::ServiceAccount,
+            name: "sensor:cache",
+            scope: Scope::Cli,
+            metadata: &metadata,
+        };
+        tokens.mint(&subject, ttl, now).unwrap()
+    }
+
+    #[test]
+    fn a_cached_token_is_still_checked_for_revocation() {
+        let tokens = service();
+        let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        let first = tokens.verify(&minted.token).unwrap();
+        let second = tokens.verify(&minted.token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second check is a cache hit"
+        );
+        tokens.revocations().insert(minted.jti, first.exp);
+        assert!(matches!(
+            tokens.verify(&minted.token),
+            Err(TokenError::Revoked { .. })
+        ));
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let tokens = service();
+        // Valid for one more second.
+        let minted = mint(
+            &tokens,
+            Duration::from_secs(11),
+            Utc::now() - chrono::Duration::seconds(10),
+        );
+        tokens.verify(&minted.token).unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(matches!(
+            tokens.verify(&minted.token),
+            Err(TokenError::Expired { .. })
+        ));
+        tokens.prune_verified(Utc::now().timestamp());
+        assert!(tokens.verified.is_empty(), "pruning forgets expired tokens");
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_cached_token_is_not_a_hit() {
+        let tokens = service();
+        let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        tokens.verify(&minted.token).unwrap();
+        // Change one character in the middle of the signature.
+        let mut tampered = minted.token.clone().into_bytes();
+        let at = tampered.len() - 10;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(matches!(
+            tokens.verify(&tampered),
+            Err(TokenError::Invalid(_))
+        ));
+    }
 }
