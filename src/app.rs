@@ -173,6 +173,7 @@ impl Application {
                 tokens.prune_verified(chrono::Utc::now().timestamp() - leeway);
             }
         });
+        actix_web::rt::spawn(crate::telemetry::upkeep_forever());
         if let Some(hook) = settings.expiry_webhook.clone() {
             log::info!(
                 "expiry warnings go to {} ({:?} before expiry)",

@@ -11,19 +11,32 @@
 //!   `earliest_expiry_timestamp_seconds{scope}` (the soonest expiry among active service
 //!   accounts of the scope; `+Inf` when there is none).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::scope::Scope;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// `verifications_total` by outcome, registered once: counted on every request, so the hot
+/// path skips building and looking up a metric key.
+static VERIFICATIONS: OnceLock<[Counter; 5]> = OnceLock::new();
+
+thread_local! {
+    /// This worker's latency histograms by (method, route, status), registered on first use.
+    static LATENCY: RefCell<HashMap<(&'static str, &'static str, u16), Histogram, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
+}
 
 /// Installs the Prometheus recorder once per process (tests start several servers).
 pub fn install() {
@@ -44,7 +57,13 @@ pub fn install() {
                 )
             });
         match builder.map(|b| b.install_recorder()) {
-            Ok(Ok(handle)) => Some(handle),
+            Ok(Ok(handle)) => {
+                VERIFICATIONS.get_or_init(|| {
+                    VERIFICATION_OUTCOMES
+                        .map(|outcome| counter!("tokend_verifications_total", "outcome" => outcome))
+                });
+                Some(handle)
+            }
             Ok(Err(e)) => {
                 log::warn!("metrics disabled: {e}");
                 None
@@ -55,6 +74,24 @@ pub fn install() {
             }
         }
     });
+}
+
+/// Folds the latency samples recorded since the last call into the histograms. Without it
+/// they pile up in memory until the next scrape, however long that takes.
+pub fn upkeep() {
+    if let Some(Some(handle)) = HANDLE.get() {
+        handle.run_upkeep();
+    }
+}
+
+/// [`upkeep`] every five seconds, off the request workers.
+pub async fn upkeep_forever() {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let _ = actix_web::rt::task::spawn_blocking(upkeep).await;
+    }
 }
 
 /// The Prometheus text exposition of every metric.
@@ -76,15 +113,15 @@ pub enum Verification {
     InsufficientScope,
 }
 
+/// The `outcome` label of each [`Verification`], in the order of its variants.
+const VERIFICATION_OUTCOMES: [&str; 5] =
+    ["ok", "expired", "revoked", "invalid", "insufficient_scope"];
+
 pub fn verification(outcome: Verification) {
-    let outcome = match outcome {
-        Verification::Ok => "ok",
-        Verification::Expired => "expired",
-        Verification::Revoked => "revoked",
-        Verification::Invalid => "invalid",
-        Verification::InsufficientScope => "insufficient_scope",
-    };
-    counter!("tokend_verifications_total", "outcome" => outcome).increment(1);
+    // Without an installed recorder there is nothing to count.
+    if let Some(counters) = VERIFICATIONS.get() {
+        counters[outcome as usize].increment(1);
+    }
 }
 
 pub fn token_issued(scope: Scope) {
@@ -121,6 +158,53 @@ pub fn set_gauges(set_size: usize, revocation_rows: i64, earliest: &[(Scope, Opt
     }
 }
 
+/// The pattern of the route that served a request, set as resource data by
+/// [`crate::routes::configure`]: the access log's `route` label.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
+
+/// A method as a label: the standard ones by name, any other as `OTHER`, so a client
+/// inventing methods cannot grow the metric's label set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+fn record_latency(method: &'static str, route: &'static str, status: u16, seconds: f64) {
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        return;
+    }
+    LATENCY.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((method, route, status))
+            .or_insert_with(|| {
+                histogram!(
+                    "tokend_http_request_duration_seconds",
+                    "method" => method,
+                    "route" => route,
+                    "status" => status.to_string()
+                )
+            })
+            .record(seconds);
+    });
+}
+
+/// Whether access-log lines are written (`RUST_LOG` enables `tokend::access` at info).
+pub fn access_log_enabled() -> bool {
+    log::log_enabled!(target: "tokend::access", log::Level::Info)
+}
+
 /// The identity a request authenticated as, for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestIdentity(pub i64);
@@ -132,15 +216,15 @@ pub async fn access(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let peer = req.peer_addr().map(|a| a.ip());
     let result = next.call(req).await;
     let (status, route, identity) = match &result {
         Ok(res) => (
             res.status().as_u16(),
             res.request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".into()),
+                .app_data::<RoutePattern>()
+                .map_or("unmatched", |p| p.0),
             res.request()
                 .extensions()
                 .get::<RequestIdentity>()
@@ -148,19 +232,13 @@ pub async fn access(
         ),
         Err(e) => (
             e.as_response_error().status_code().as_u16(),
-            "unmatched".into(),
+            "unmatched",
             None,
         ),
     };
     let elapsed = started.elapsed().as_secs_f64();
-    histogram!(
-        "tokend_http_request_duration_seconds",
-        "method" => method.to_string(),
-        "route" => route.clone(),
-        "status" => status.to_string()
-    )
-    .record(elapsed);
-    if log::log_enabled!(target: "tokend::access", log::Level::Info) {
+    record_latency(method, route, status, elapsed);
+    if access_log_enabled() {
         log::info!(
             target: "tokend::access",
             "method={method} route={route} status={status} latency_ms={:.2} identity={} peer={}",

@@ -14,15 +14,28 @@ pub mod service_accounts;
 pub mod session;
 pub mod ui;
 pub mod users;
+pub mod verified_answer;
 pub mod well_known;
 
 use actix_web::{web, HttpResponse, Resource};
 
 use extract::method_not_allowed;
 
-/// A resource whose other methods get 405 with `Allow`.
-fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(method_not_allowed(allow))
+/// A resource whose other methods get 405 with `Allow`, labelled with its pattern for the
+/// access log and the latency histogram.
+fn resource(path: &'static str, allow: &'static str) -> Resource {
+    labelled(path, path).default_service(method_not_allowed(allow))
+}
+
+/// A GET-only resource inside the `/docs` scope.
+fn docs_resource(path: &'static str, pattern: &'static str) -> Resource {
+    labelled(path, pattern).default_service(method_not_allowed("GET"))
+}
+
+/// A resource that knows its full pattern (`pattern` differs from `path` inside a scope), so
+/// the access log reads it instead of matching the path against every route again.
+fn labelled(path: &'static str, pattern: &'static str) -> Resource {
+    web::resource(path).app_data(crate::telemetry::RoutePattern(pattern))
 }
 
 /// Registers the API on an actix app.
@@ -31,6 +44,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(extract::query_config())
         .app_data(extract::path_config())
         .app_data(extract::payload_config())
+        // The hot path first: routes are tried in the order they are registered.
+        // Forward-auth: gateways may send the original request's method.
+        .service(labelled("/auth/verify", "/auth/verify").route(web::route().to(auth::verify)))
+        .service(resource("/auth/whoami", "GET").route(web::get().to(auth::whoami)))
         .service(resource("/health", "GET").route(web::get().to(health::health)))
         .service(resource("/ready", "GET").route(web::get().to(health::ready)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
@@ -52,9 +69,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/service-accounts/{id}/tokens/{token_id}", "DELETE")
                 .route(web::delete().to(service_accounts::revoke_token)),
         )
-        .service(resource("/auth/whoami", "GET").route(web::get().to(auth::whoami)))
-        // Forward-auth: gateways may send the original request's method.
-        .service(web::resource("/auth/verify").route(web::route().to(auth::verify)))
         .service(resource("/auth/login", "POST").route(web::post().to(session::login)))
         .service(resource("/auth/logout", "POST").route(web::post().to(session::logout)))
         .service(resource("/auth/refresh", "POST").route(web::post().to(session::refresh)))
@@ -76,10 +90,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/docs")
                 .wrap(actix_web::middleware::Compress::default())
                 .service(
-                    resource("/swagger-ui-bundle.js", "GET").route(web::get().to(docs::bundle)),
+                    docs_resource("/swagger-ui-bundle.js", "/docs/swagger-ui-bundle.js")
+                        .route(web::get().to(docs::bundle)),
                 )
-                .service(resource("/swagger-ui.css", "GET").route(web::get().to(docs::css)))
-                .service(resource("/init.js", "GET").route(web::get().to(docs::init))),
+                .service(
+                    docs_resource("/swagger-ui.css", "/docs/swagger-ui.css")
+                        .route(web::get().to(docs::css)),
+                )
+                .service(
+                    docs_resource("/init.js", "/docs/init.js").route(web::get().to(docs::init)),
+                ),
         );
 }
 
