@@ -126,11 +126,18 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     };
     let token =
         bearer_token(req).inspect_err(|_| telemetry::verification(Verification::Invalid))?;
-    match state.tokens.verify(token) {
-        Ok(claims) => {
-            state.usage.used(claims.jti, claims.identity_id);
-            req.extensions_mut()
-                .insert(RequestIdentity(claims.identity_id));
+    match state
+        .tokens
+        .verify_noting_use(token, crate::usage::USE_GRANULARITY_SECS)
+    {
+        Ok((claims, first_use_of_period)) => {
+            if first_use_of_period {
+                state.usage.used(claims.identity_id);
+            }
+            if telemetry::access_log_enabled() {
+                req.extensions_mut()
+                    .insert(RequestIdentity(claims.identity_id));
+            }
             Ok(Principal { claims })
         }
         Err(e) => {
@@ -167,7 +174,9 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
             "no token: send it as `Authorization: Bearer <token>`",
         ));
     };
-    let value = value.to_str().map_err(|_| {
+    // UTF-8 is checked a word at a time; anything beyond a token's characters is refused by
+    // the verifier.
+    let value = std::str::from_utf8(value.as_bytes()).map_err(|_| {
         ApiError::new(
             Code::InvalidToken,
             "the Authorization header is not valid text",

@@ -21,3 +21,7 @@ pub mod telemetry;
 pub mod time;
 pub mod tokens;
 pub mod usage;
+
+/// The concurrent map of the hot path: lock-free reads (papaya) with a fast, randomly seeded
+/// hash (foldhash). Its keys are token texts and token ids tokend signed itself.
+pub type FastMap<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;

@@ -2,7 +2,9 @@
 //! attempts to use a revoked token.
 //!
 //! A request only touches in-memory maps. A background task writes in batches every few
-//! seconds: `last_used_at` at most once a minute per token, and revoked-token events at most
+//! seconds: `last_used_at` at most once a minute per token (the token cache says which use is
+//! the first of its minute: [`crate::tokens::TokenService::verify_noting_use`]), and
+//! revoked-token events at most
 //! once per token per ten minutes and at most [`MAX_REVOKED_EVENTS_PER_MINUTE`] in all, so a
 //! client hammering with a revoked token cannot flood the audit table.
 
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use diesel::Connection;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -19,7 +22,7 @@ use crate::db::Pool;
 use crate::time;
 
 /// `last_used_at` is written at most this often per token.
-const USE_GRANULARITY_SECS: i64 = 60;
+pub const USE_GRANULARITY_SECS: i64 = 60;
 /// One "used after revocation" event per token per this long.
 const REVOKED_EVENT_GAP_SECS: i64 = 600;
 pub const MAX_REVOKED_EVENTS_PER_MINUTE: u64 = 60;
@@ -37,12 +40,10 @@ struct RevokedUse {
 /// Collects token use between flushes.
 #[derive(Default)]
 pub struct UsageRecorder {
-    /// jti → when its use was last queued for `last_used_at`.
-    last_queued: papaya::HashMap<Uuid, i64>,
     /// identity id → latest use not yet written.
-    pending: papaya::HashMap<i64, i64>,
+    pending: crate::FastMap<i64, i64>,
     /// jti → when its last revoked-use event was queued.
-    revoked_seen: papaya::HashMap<Uuid, i64>,
+    revoked_seen: crate::FastMap<Uuid, i64>,
     revoked_events: Mutex<Vec<RevokedUse>>,
     /// (minute, events queued in it) for the global cap.
     revoked_budget: Mutex<(i64, u64)>,
@@ -54,18 +55,11 @@ impl UsageRecorder {
         UsageRecorder::default()
     }
 
-    /// A token was used successfully.
-    pub fn used(&self, jti: Uuid, identity_id: i64) {
-        let now = chrono::Utc::now().timestamp();
-        let last = self.last_queued.pin();
-        if last
-            .get(&jti)
-            .is_some_and(|t| now - *t < USE_GRANULARITY_SECS)
-        {
-            return;
-        }
-        last.insert(jti, now);
-        self.pending.pin().insert(identity_id, now);
+    /// An account's token was used successfully (the first use of its minute).
+    pub fn used(&self, identity_id: i64) {
+        self.pending
+            .pin()
+            .insert(identity_id, chrono::Utc::now().timestamp());
     }
 
     /// Somebody presented a revoked token.
@@ -136,9 +130,6 @@ impl UsageRecorder {
             log::warn!("{dropped} uses of revoked tokens were not audited (more than {MAX_REVOKED_EVENTS_PER_MINUTE} a minute)");
         }
         // Forget old entries so the maps stay small.
-        self.last_queued
-            .pin()
-            .retain(|_, t| now - *t < USE_GRANULARITY_SECS);
         self.revoked_seen
             .pin()
             .retain(|_, t| now - *t < REVOKED_EVENT_GAP_SECS);
@@ -146,31 +137,34 @@ impl UsageRecorder {
             return Ok(());
         }
         let mut conn = pool.get().map_err(|e| e.to_string())?;
-        // One statement per distinct time: uses within a flush mostly share a second.
+        // One transaction per flush (one commit, one fsync), one statement per distinct time:
+        // uses within a flush mostly share a second.
         let mut by_time: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
         for (id, t) in pending {
             by_time.entry(t).or_default().push(id);
         }
-        for (t, ids) in by_time {
-            identities::touch_last_used(&mut conn, &ids, time::to_db(time::from_unix(t)))
-                .map_err(|e| e.to_string())?;
-        }
-        for e in events {
-            let actor = Actor {
-                identity_id: Some(e.identity_id),
-                remote_addr: e.remote_addr,
-            };
-            record(
-                &mut conn,
-                &actor,
-                "token.used_after_revocation",
-                Some(e.identity_id),
-                Some(&e.jti.to_string()),
-                None,
-                json!({"path": e.path, "at": time::format(&time::from_unix(e.at))}),
-            )
-            .map_err(|e| e.to_string())?;
-        }
+        conn.transaction::<_, crate::error::ApiError, _>(|conn| {
+            for (t, ids) in by_time {
+                identities::touch_last_used(conn, &ids, time::to_db(time::from_unix(t)))?;
+            }
+            for e in events {
+                let actor = Actor {
+                    identity_id: Some(e.identity_id),
+                    remote_addr: e.remote_addr,
+                };
+                record(
+                    conn,
+                    &actor,
+                    "token.used_after_revocation",
+                    Some(e.identity_id),
+                    Some(&e.jti.to_string()),
+                    None,
+                    json!({"path": e.path, "at": time::format(&time::from_unix(e.at))}),
+                )?;
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 }

@@ -113,18 +113,7 @@ pub async fn verify(
         Err(_) => Verification::InsufficientScope,
     });
     checked?;
-    let mut res = HttpResponse::Ok();
-    res.insert_header(("X-Tokend-Identity-Id", claims.identity_id.to_string()))
-        .insert_header(("X-Tokend-Name", claims.sub.clone()))
-        .insert_header(("X-Tokend-Scope", claims.scope.as_str()))
-        .insert_header(("X-Tokend-Token-Id", claims.jti.to_string()));
-    Ok(res.json(VerifyResponse {
-        identity_id: claims.identity_id,
-        name: &claims.sub,
-        scope: claims.scope,
-        token_id: claims.jti,
-        expires_at: time::from_unix(claims.exp),
-    }))
+    Ok(super::verified_answer::respond(&claims))
 }
 
 fn check_conditions(

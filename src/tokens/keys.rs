@@ -89,6 +89,11 @@ impl KeySet {
         &self.jwks
     }
 
+    /// The HS256 key set of a shared secret (`TOKEND_JWT_SECRET`).
+    pub fn hs256(secret: &[u8]) -> KeySet {
+        hs256(secret)
+    }
+
     /// A fresh Ed25519 key held only in memory: for fuzzing and tests that need no database.
     pub fn ephemeral_ed25519() -> Result<KeySet, KeyError> {
         let kek = Kek::from_bytes(&[0u8; 32]);

@@ -5,11 +5,13 @@
 //! revocation against the in-memory [`RevocationSet`].
 
 pub mod claims;
+pub mod crypto;
 pub mod encoding;
 pub mod kek;
 pub mod keys;
 pub mod revocation;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ struct Verified {
     /// The key set it was checked against: a key change (rotation, emergency revocation)
     /// makes every entry stale.
     generation: u64,
+    /// When a use of it was last noted (UNIX seconds), for `last_used_at`.
+    noted_use: AtomicI64,
 }
 
 /// What a new token is for.
@@ -108,7 +112,7 @@ pub struct TokenService {
     /// The same checks without `exp`/`nbf`: to recognise our own tokens whatever their age.
     signature_only: Validation,
     /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
-    verified: papaya::HashMap<Box<str>, Verified>,
+    verified: crate::FastMap<Box<str>, Verified>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +128,7 @@ impl TokenService {
         audience: String,
         leeway: Duration,
     ) -> TokenService {
+        crypto::install();
         let algorithm = keys.current().algorithm();
         // Pinned to the one configured algorithm: a token naming any other is refused.
         let mut validation = Validation::new(algorithm);
@@ -144,7 +149,7 @@ impl TokenService {
             audience,
             validation,
             signature_only,
-            verified: papaya::HashMap::new(),
+            verified: crate::FastMap::default(),
         }
     }
 
@@ -204,22 +209,49 @@ impl TokenService {
     /// A token verified before (and still in the cache, against the same keys) skips the
     /// signature and JSON work; its times and its revocation are checked on every call.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        self.check(token, None).map(|(claims, _)| claims)
+    }
+
+    /// [`TokenService::verify`], and whether this is the token's first use in `period_secs`
+    /// (the mark is kept with the cached token: no extra lookup).
+    pub fn verify_noting_use(
+        &self,
+        token: &str,
+        period_secs: i64,
+    ) -> Result<(Arc<Claims>, bool), TokenError> {
+        self.check(token, Some(period_secs))
+    }
+
+    fn check(
+        &self,
+        token: &str,
+        use_period: Option<i64>,
+    ) -> Result<(Arc<Claims>, bool), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(format!(
                 "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
             )));
         }
+        let now = chrono::Utc::now().timestamp();
         let generation = self.keys.generation();
         let cached = {
             let verified = self.verified.pin();
             verified
                 .get(token)
                 .filter(|v| v.generation == generation)
-                .map(|v| v.claims.clone())
+                .map(|v| {
+                    let first_use = use_period.is_some_and(|period| {
+                        let noted = v.noted_use.load(Ordering::Relaxed);
+                        now - noted >= period
+                            && v.noted_use
+                                .compare_exchange(noted, now, Ordering::Relaxed, Ordering::Relaxed)
+                                .is_ok()
+                    });
+                    (v.claims.clone(), first_use)
+                })
         };
-        let claims = match cached {
-            Some(claims) => {
-                let now = chrono::Utc::now().timestamp();
+        let (claims, first_use) = match cached {
+            Some((claims, first_use)) => {
                 let leeway = self.validation.leeway as i64;
                 if claims.exp < now - leeway {
                     return Err(TokenError::Expired {
@@ -229,21 +261,29 @@ impl TokenService {
                 if claims.nbf > now + leeway {
                     return Err(invalid("the token is not valid yet (nbf is in the future)"));
                 }
-                claims
+                (claims, first_use)
             }
             None => {
                 let claims = Arc::new(self.decode(token, &self.validation)?);
                 let verified = self.verified.pin();
-                if verified.len() < VERIFIED_CACHE_ENTRIES {
-                    verified.insert(
-                        token.into(),
-                        Verified {
-                            claims: claims.clone(),
-                            generation,
-                        },
-                    );
+                if verified.len() >= VERIFIED_CACHE_ENTRIES {
+                    // Full: forget one entry in sixteen (in hash order, so arbitrary ones) and
+                    // keep remembering new tokens, rather than freezing the first ones seen.
+                    let mut seen = 0u32;
+                    verified.retain(|_, _| {
+                        seen += 1;
+                        !seen.is_multiple_of(16)
+                    });
                 }
-                claims
+                verified.insert(
+                    token.into(),
+                    Verified {
+                        claims: claims.clone(),
+                        generation,
+                        noted_use: AtomicI64::new(if use_period.is_some() { now } else { 0 }),
+                    },
+                );
+                (claims, use_period.is_some())
             }
         };
         if self.revocations.is_revoked(&claims.jti) {
@@ -252,7 +292,7 @@ impl TokenService {
                 identity_id: claims.identity_id,
             });
         }
-        Ok(claims)
+        Ok((claims, first_use))
     }
 
     /// Forgets verified tokens that expired before `before` or were checked against keys no
@@ -396,6 +436,49 @@ mod tests {
         ));
         tokens.prune_verified(Utc::now().timestamp());
         assert!(tokens.verified.is_empty(), "pruning forgets expired tokens");
+    }
+
+    #[test]
+    fn a_use_is_noted_once_per_period() {
+        let tokens = service();
+        let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        let noted = |period| tokens.verify_noting_use(&minted.token, period).unwrap().1;
+        assert!(noted(60), "the first use is noted");
+        assert!(!noted(60), "a second use in the same minute is not");
+        assert!(noted(0), "a use after the period is");
+    }
+
+    #[test]
+    fn a_full_cache_keeps_remembering_new_tokens() {
+        let tokens = service();
+        let filler = tokens
+            .verify(&mint(&tokens, Duration::from_secs(600), Utc::now()).token)
+            .unwrap();
+        let generation = tokens.keys.generation();
+        {
+            let verified = tokens.verified.pin();
+            for i in 0..VERIFIED_CACHE_ENTRIES {
+                let claims = filler.clone();
+                let noted_use = AtomicI64::new(0);
+                let entry = Verified {
+                    claims,
+                    generation,
+                    noted_use,
+                };
+                verified.insert(format!("filler-{i}").into(), entry);
+            }
+        }
+        let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        let first = tokens.verify(&minted.token).unwrap();
+        let second = tokens.verify(&minted.token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "remembered although the cache was full"
+        );
+        assert!(
+            tokens.verified.len() <= VERIFIED_CACHE_ENTRIES,
+            "and it did not grow"
+        );
     }
 
     #[test]

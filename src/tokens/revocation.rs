@@ -20,7 +20,7 @@ use crate::db::{DbConnection, DbManager};
 /// Revoked, unexpired token ids. Reads take no lock.
 #[derive(Default)]
 pub struct RevocationSet {
-    map: papaya::HashMap<Uuid, i64>,
+    map: crate::FastMap<Uuid, i64>,
     /// Successful database polls, for readiness and tests.
     polls: AtomicU64,
 }
