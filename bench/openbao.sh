@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1 out=$2 duration=$3 connections=$4 threads=$5
 mkdir -p "$dir/data"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 venv=${BENCH_OPENBAO_VENV:-target/openbao-venv}
 if [ ! -x "$venv/bin/bao" ]; then
@@ -17,8 +19,8 @@ if [ ! -x "$venv/bin/bao" ]; then
 fi
 bao="$PWD/$venv/bin/bao"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
+cport=$(free_port)
 cat > "$dir/config.hcl" <<HCL
 storage "raft" {
   path    = "$dir/data"
@@ -34,7 +36,8 @@ disable_mlock = true
 ui            = false
 log_level     = "warn"
 HCL
-GOMAXPROCS=${BENCH_WORKERS:-2} "$bao" server -config="$dir/config.hcl" > "$dir/server.log" 2>&1 &
+# Go's scheduler gets as many threads as tokend gets workers, on the same cpus.
+GOMAXPROCS=$WORKERS "${ON_SERVER[@]}" "$bao" server -config="$dir/config.hcl" > "$dir/server.log" 2>&1 &
 pid=$!
 # shellcheck disable=SC2329 # called by the EXIT trap
 finish() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
@@ -54,7 +57,7 @@ run() { # NAME PATH ENV...
   local name=$1 path=$2
   shift 2
   env BENCH_RESULT="$out/$name.json" BENCH_THREADS="$threads" "$@" \
-    wrk -t"$threads" -c"$connections" -d"$duration" --timeout 10s -s bench/wrk/bench.lua "$BAO_ADDR$path" \
+    "${ON_CLIENT[@]}" wrk -t"$threads" -c"$connections" -d"$duration" --timeout 10s -s bench/wrk/bench.lua "$BAO_ADDR$path" \
     > "$out/$name.wrk.txt" 2>&1 || { cat "$out/$name.wrk.txt" >&2; return 1; }
   echo "  $name: $(cat "$out/$name.json")" >&2
 }

@@ -19,17 +19,43 @@ def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
+def rps(name):
+    return (runs.get(name) or {}).get("rps")
+
+
 runs = {}
+rounds = {}  # name -> [run of round 1, round 2, ...] for runs repeated in rounds (NAME.rN.json)
 for path in sorted(out.glob("*.json")):
     if path.name == "results.json":
         continue
-    runs[path.stem] = json.loads(path.read_text())
+    name, _, round_no = path.stem.rpartition(".r")
+    if name and round_no.isdigit():
+        rounds.setdefault(name, []).append((int(round_no), json.loads(path.read_text())))
+    else:
+        runs[path.stem] = json.loads(path.read_text())
+for name, items in rounds.items():
+    items = [r for _, r in sorted(items, key=lambda x: x[0])]
+    rounds[name] = items
+    # The round with the median requests/s stands for the run; every round is kept.
+    median = sorted(items, key=lambda r: r["rps"])[len(items) // 2]
+    runs[name] = dict(median, rounds_rps=[r["rps"] for r in items], rounds_p99_ms=[r["p99_ms"] for r in items])
+
+
+def paired_ratio(a, b):
+    """Median over rounds of a/b, each round's runs taken minutes apart at most."""
+    ra, rb = rounds.get(a), rounds.get(b)
+    if not ra or not rb or len(ra) != len(rb):
+        return ratio(rps(a), rps(b))
+    values = sorted(x["rps"] / y["rps"] for x, y in zip(ra, rb))
+    return round(values[len(values) // 2], 2)
+
 
 wrk_rows = [
-    ("empty", "empty actix-web handler (HTTP ceiling)"),
+    ("empty_sqlite", "empty actix-web handler, EdDSA tokens sent"),
     ("verify_warm_sqlite", "GET /auth/verify, 1,000 warm tokens (EdDSA)"),
     ("whoami_warm_sqlite", "GET /auth/whoami, 1,000 warm tokens (EdDSA)"),
     ("verify_cold_sqlite", "GET /auth/verify, every token new (EdDSA)"),
+    ("empty_sqlite_hs256", "empty actix-web handler, HS256 tokens sent"),
     ("verify_warm_sqlite_hs256", "GET /auth/verify, 1,000 warm tokens (HS256)"),
     ("verify_cold_sqlite_hs256", "GET /auth/verify, every token new (HS256)"),
     ("issue_sqlite", "POST /service-accounts, SQLite"),
@@ -47,19 +73,21 @@ print(f"tokend benchmark: {meta.get('connections')} connections, {meta.get('dura
       f"wrk {meta.get('wrk_threads')} threads, {meta.get('server_workers')} server workers, "
       f"{meta.get('cores')} cores ({meta.get('cpu')})")
 print()
-print(f"{'run':<48} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-print("-" * 86)
+print(f"{'run':<48} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}  rounds (req/s)")
+print("-" * 110)
 for key, label in wrk_rows:
     r = runs.get(key)
     if not r:
         continue
-    print(f"{label:<48} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['non_2xx']:>8}")
+    each = " ".join(f"{x:.0f}" for x in r.get("rounds_rps", []))
+    print(f"{label:<48} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['non_2xx']:>8}  {each}")
 
-rps = lambda k: (runs.get(k) or {}).get("rps")  # noqa: E731
 crypto = runs.get("crypto", {})
 ratios = {
-    "verify_warm / empty": ratio(rps("verify_warm_sqlite"), rps("empty")),
-    "verify_cold_hs256 / empty": ratio(rps("verify_cold_sqlite_hs256"), rps("empty")),
+    "verify_warm / empty": paired_ratio("verify_warm_sqlite", "empty_sqlite"),
+    "whoami_warm / empty": paired_ratio("whoami_warm_sqlite", "empty_sqlite"),
+    "verify_warm_hs256 / empty": paired_ratio("verify_warm_sqlite_hs256", "empty_sqlite_hs256"),
+    "verify_cold_hs256 / empty": ratio(rps("verify_cold_sqlite_hs256"), rps("empty_sqlite_hs256")),
     "verify_cold_eddsa / raw ed25519 verify": ratio(rps("verify_cold_sqlite"), crypto.get("ed25519_verify_per_s")),
     "issue_sqlite / openbao_create": ratio(rps("issue_sqlite"), rps("openbao_create")),
     "issue_pg / openbao_create": ratio(rps("issue_pg"), rps("openbao_create")),
@@ -87,11 +115,27 @@ if p99 is not None:
     print(f"{'verify_warm p99 (ms, target < 2)':<44} {p99:>9.3f}")
 print()
 print("crypto primitive:", json.dumps(crypto))
+
+# Where a cold EdDSA verification's time goes, per request on one server cpu.
+us = lambda per_s: 1e6 / per_s if per_s else None  # noqa: E731
+split = {
+    "cold_request_us": us(rps("verify_cold_sqlite")),
+    "http_us (empty handler)": us(rps("empty_sqlite")),
+    "ed25519_verify_us (raw)": us(crypto.get("ed25519_verify_per_s")),
+    "tokend_verify_us (no HTTP)": us(crypto.get("tokend_verify_new_token_eddsa_per_s")),
+}
+if all(split.values()) and meta.get("server_workers"):
+    w = meta["server_workers"]
+    split = {k: round(v * w, 1) for k, v in split.items()}
+    split["rest_us (cold - http - tokend_verify)"] = round(
+        split["cold_request_us"] - split["http_us (empty handler)"] - split["tokend_verify_us (no HTTP)"], 1)
+    ratios["cold_eddsa_split_us"] = split
+    print("cold EdDSA request, microseconds of one server cpu:", json.dumps(split))
 for key in ["cleanup_sqlite", "verify_during_cleanup_sqlite", "cleanup_pg", "verify_during_cleanup_pg",
             "memory", "propagation", "scale", "startup"]:
     if key in runs:
         print(f"{key}: {json.dumps(runs[key])}")
 
-(out / "results.json").write_text(json.dumps({"runs": runs, "ratios": ratios, "targets": targets}, indent=2) + "\n")
+(out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs, "ratios": ratios, "targets": targets}, indent=2) + "\n")
 print()
 print(f"written: {out / 'results.json'}")

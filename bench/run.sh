@@ -7,14 +7,20 @@
 # Every server listens on 127.0.0.1 and is stopped at the end. Load: wrk, BENCH_CONNECTIONS
 # connections (32), BENCH_DURATION (10s) per run, the same for every target. Results:
 # bench/results/<timestamp>/results.json and a table on stdout (bench/report.py).
+#
+# Servers and load generator do not share cores: every server (tokend, the empty handler,
+# OpenBao, the raw crypto loop) runs on BENCH_SERVER_CPUS (default: cpu 1) with one worker
+# per cpu, wrk on BENCH_CLIENT_CPUS (default: cpu 0) with one thread per cpu. On a machine
+# with fewer than two cpus nothing is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
-WRK_THREADS=${BENCH_WRK_THREADS:-2}
-WORKERS=${BENCH_WORKERS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 PG_ADMIN_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 SKIP=",${BENCH_SKIP:-},"
 OUT="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -46,8 +52,6 @@ cargo build --release --locked --bins 2>&1 | tail -1 >&2
 TOKEND=$ROOT/target/release/tokend
 BENCH=$ROOT/target/release/tokend-bench
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 wait_ready() { # URL
   for _ in $(seq 1 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "bench: $1 did not become ready" >&2; return 1
@@ -58,7 +62,7 @@ load() {
   local name=$1 url=$2
   shift 2
   env BENCH_RESULT="$OUT/$name.json" BENCH_THREADS="$WRK_THREADS" "$@" \
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s bench/wrk/bench.lua "$url" \
+    "${ON_CLIENT[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s bench/wrk/bench.lua "$url" \
     > "$OUT/$name.wrk.txt" 2>&1 || { cat "$OUT/$name.wrk.txt" >&2; return 1; }
   echo "  $name: $(cat "$OUT/$name.json")" >&2
 }
@@ -68,7 +72,7 @@ start_tokend() {
   local dir=$1 port=$2
   shift 2
   env TOKEND_DATA_DIR="$dir" RUST_LOG=warn TOKEND_WORKERS="$WORKERS" "$@" \
-    "$TOKEND" serve --listen "127.0.0.1:$port" > "$dir.log" 2>&1 &
+    "${ON_SERVER[@]}" "$TOKEND" serve --listen "127.0.0.1:$port" > "$dir.log" 2>&1 &
   TOKEND_PID=$!
   PIDS+=("$TOKEND_PID")
   wait_ready "http://127.0.0.1:$port/ready"
@@ -89,22 +93,27 @@ new_pg_db() { # prints a database URL
 echo "{}" > "$OUT/meta.json"
 jq -n --arg d "$DURATION" --argjson c "$CONNECTIONS" --argjson t "$WRK_THREADS" --argjson w "$WORKERS" \
   --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')" --argjson cores "$(nproc)" \
-  '{duration: $d, connections: $c, wrk_threads: $t, server_workers: $w, cpu: $cpu, cores: $cores}' > "$OUT/meta.json"
+  --argjson rounds "$ROUNDS" --arg server_cpus "$SERVER_CPUS" --arg client_cpus "$CLIENT_CPUS" --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
+  '{duration: $d, connections: $c, wrk_threads: $t, server_workers: $w, cpu: $cpu, cores: $cores,
+    rounds: $rounds, server_cpus: $server_cpus, client_cpus: $client_cpus, commit: $commit}' > "$OUT/meta.json"
 
 # ---------------------------------------------------------------------------------------------
-log "the crypto primitives alone (ed25519-dalek, hmac) on $WORKERS threads"
-"$BENCH" crypto --threads "$WORKERS" --seconds 3 > "$OUT/crypto.json"
+log "the crypto primitives alone (ed25519-dalek, hmac, tokend's verify without HTTP) on the server's cpus"
+"${ON_SERVER[@]}" "$BENCH" crypto --threads "$WORKERS" --seconds 3 > "$OUT/crypto.json"
 cat "$OUT/crypto.json" >&2
 
-# ---------------------------------------------------------------------------------------------
-log "the HTTP ceiling: an empty actix-web handler"
-port=$(free_port)
-"$BENCH" empty-server --listen "127.0.0.1:$port" --workers "$WORKERS" &
-pid=$!
-PIDS+=("$pid")
-wait_ready "http://127.0.0.1:$port/"
-load empty "http://127.0.0.1:$port/empty"
-stop "$pid"
+# The HTTP ceiling: an empty actix-web handler, sent exactly the requests a verify run sends
+# (the same Authorization headers), so the ratio is about the work, not the request size.
+empty_run() { # NAME TOKENS
+  local port pid
+  port=$(free_port)
+  "${ON_SERVER[@]}" "$BENCH" empty-server --listen "127.0.0.1:$port" --workers "$WORKERS" &
+  pid=$!
+  PIDS+=("$pid")
+  wait_ready "http://127.0.0.1:$port/"
+  load "$1" "http://127.0.0.1:$port/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$2"
+  stop "$pid"
+}
 
 # ---------------------------------------------------------------------------------------------
 run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
@@ -121,8 +130,13 @@ run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
   admin=$(env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$TOKEND" admin-token --ttl-hours 24)
   if [ "$label" != pg ]; then
     env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$BENCH" mint --count 1000 > "$dir/warm.tokens"
-    load "verify_warm_$label" "$url/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
-    load "whoami_warm_$label" "$url/auth/whoami" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
+    # Rounds, alternating with the empty handler: this machine's speed drifts by ±10 % from
+    # minute to minute, so ratios are taken between neighbouring runs (report.py: medians).
+    for round in $(seq 1 "$ROUNDS"); do
+      empty_run "empty_$label.r$round" "$dir/warm.tokens"
+      load "verify_warm_$label.r$round" "$url/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
+      load "whoami_warm_$label.r$round" "$url/auth/whoami" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/warm.tokens"
+    done
     env TOKEND_DATA_DIR="$dir" "${extra[@]}" "$BENCH" mint --count "${BENCH_COLD_TOKENS:-400000}" > "$dir/cold.tokens"
     load "verify_cold_$label" "$url/auth/verify" BENCH_HEADER=Authorization BENCH_HEADER_PREFIX="Bearer " BENCH_TOKENS="$dir/cold.tokens" BENCH_ONCE=1
   fi
@@ -131,7 +145,7 @@ run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
       BENCH_BODY='{"name":"bench:issue","scope":"execution","metadata":{"execution_id":1}}' \
       BENCH_CAPTURE=identity_id BENCH_CAPTURE_FILE="$dir/ids"
     cat "$dir"/ids.* > "$dir/ids.all"
-    load "revoke_$label" "$url/service-accounts/{}" BENCH_METHOD=DELETE BENCH_FIXED_HEADER="Authorization: Bearer $admin" \
+    load "revoke_$label" "$url/" BENCH_PATH="/service-accounts/{}" BENCH_METHOD=DELETE BENCH_FIXED_HEADER="Authorization: Bearer $admin" \
       BENCH_IDS="$dir/ids.all" BENCH_ONCE=1
   fi
   rss_kib "$pid" > "$OUT/rss_after_$label.kib"

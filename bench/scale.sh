@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1 out=$2 pg_admin=$3
 mkdir -p "$dir"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 TOKEND=$PWD/target/release/tokend
 BENCH=$PWD/target/release/tokend-bench
 db="tokend_bench_scale_$RANDOM"
@@ -28,7 +30,7 @@ trap finish EXIT
 echo "== three replicas on one PostgreSQL" >&2
 replicas=()
 for i in 1 2 3; do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   mkdir -p "$dir/r$i"
   env TOKEND_DATABASE_URL="$url" TOKEND_KEY_ENCRYPTION_KEY="$kek" TOKEND_DATA_DIR="$dir/r$i" \
     TOKEND_CLEANUP_INTERVAL=2s TOKEND_WORKERS=1 RUST_LOG=warn \
@@ -72,7 +74,13 @@ now=$(date +%s)
 [ "$now" -lt "$sleep_until" ] && sleep $((sleep_until - now))
 elapsed=$(( $(date +%s) - started ))
 runs=$(psql -qtA "$url" -c "SELECT count(*) FROM audit_event WHERE action = 'cleanup.run' AND detail LIKE '%scheduled%'")
+# Two replicas running the same interval's cleanup would show as two runs close together.
+min_gap=$(psql -qtA "$url" -c "SELECT COALESCE(round(min(gap)::numeric, 2), 0) FROM (
+  SELECT extract(epoch FROM occurred_at - lag(occurred_at) OVER (ORDER BY occurred_at)) AS gap
+  FROM audit_event WHERE action = 'cleanup.run' AND detail LIKE '%scheduled%') g")
 jq -n --argjson same "$same_keys" --argjson rows "$keys_rows" --argjson runs "$runs" --argjson elapsed "$elapsed" \
+  --argjson gap "$min_gap" \
   '{replicas: 3, keys_identical: $same, signing_key_rows: $rows, cleanup_interval_s: 2, elapsed_s: $elapsed,
-    scheduled_cleanup_runs: $runs, intervals_elapsed: (($elapsed - 2) / 2 | floor + 1)}' > "$out/scale.json"
+    scheduled_cleanup_runs: $runs, intervals_elapsed: (($elapsed - 2) / 2 | floor + 1),
+    min_seconds_between_scheduled_runs: $gap}' > "$out/scale.json"
 echo "  scale: $(cat "$out/scale.json")" >&2

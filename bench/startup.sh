@@ -7,12 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1 out=$2
 mkdir -p "$dir"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 TOKEND=$PWD/target/release/tokend
 times=()
 rss=0
 for i in $(seq 1 10); do
   d="$dir/run$i"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   start=$(date +%s%N)
   TOKEND_DATA_DIR="$d" RUST_LOG=warn "$TOKEND" serve --listen "127.0.0.1:$port" > "$d.log" 2>&1 &
   pid=$!
