@@ -158,6 +158,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
             if value.is_null() {
                 return Ok(OptionalJson(None));
             }
+            // serde would read a struct from an array of its fields in order (`[]` for one
+            // whose fields all have defaults): only an object is a body here.
+            if !value.is_object() {
+                return Err(ApiError::new(
+                    Code::InvalidRequest,
+                    "the request body must be a JSON object (or empty)",
+                ));
+            }
             serde_json::from_value(value)
                 .map(|v| OptionalJson(Some(v)))
                 .map_err(|e| serde_error(&e))

@@ -54,6 +54,14 @@ async fn refresh_keeps_account_scope_metadata_and_ttl(backend: Backend) {
     );
     let (status, body) = refresh(&app, old, Some(json!({"revoke_current": "yes"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A body that is not an object is refused, not read as a list of fields (schemathesis).
+    for not_an_object in [json!([]), json!([true]), json!(7), json!("x")] {
+        let (status, body) = refresh(&app, old, Some(not_an_object)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+    }
 
     // A user's cli token refreshes too.
     app.add_user("alice", PW, "admin").await;
