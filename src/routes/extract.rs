@@ -116,6 +116,39 @@ fn serde_error(e: &serde_json::Error) -> ApiError {
     }
 }
 
+/// A required JSON body that must be an object. `web::Json<T>` alone would also read a
+/// struct from an array of its fields in order; this refuses anything but an object with 400
+/// `invalid_request`. Size limit and JSON errors as [`json_config`] says.
+pub struct JsonObject<T>(T);
+
+impl<T> JsonObject<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = body.await?.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::new(
+                    Code::InvalidRequest,
+                    "the request body must be a JSON object",
+                )
+                .into());
+            }
+            serde_json::from_value(value)
+                .map(JsonObject)
+                .map_err(|e| serde_error(&e).into())
+        })
+    }
+}
+
 /// A JSON body that may be absent (`DELETE` with an optional `{reason}`). An empty body is
 /// `None`; a present one must be JSON.
 pub struct OptionalJson<T>(pub Option<T>);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::extract::JsonObject;
 use super::service_accounts::TokenRevokedResponse;
 use crate::accounts::{self, Reason, TokenOwner};
 use crate::app::{with_db, AppState};
@@ -152,7 +153,7 @@ pub async fn revoke_token(
     state: web::Data<AppState>,
     Admin(principal): Admin,
     req: HttpRequest,
-    body: web::Json<RevokeTokenRequest>,
+    body: JsonObject<RevokeTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let reason = body.reason.as_deref().map(Reason::parse).transpose()?;

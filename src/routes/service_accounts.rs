@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{json_response, OptionalJson};
+use super::extract::{json_response, JsonObject, OptionalJson};
 use crate::accounts::{
     self, Account, AccountDetail, AccountName, Description, Issued, NewAccount, Reason, Revoked,
     TokenOwner,
@@ -309,7 +309,7 @@ pub async fn create(
     state: web::Data<AppState>,
     Admin(principal): Admin,
     req: HttpRequest,
-    body: web::Json<CreateServiceAccountRequest>,
+    body: JsonObject<CreateServiceAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse(&state.settings.scopes)?;
     let actor = principal.actor(&req);

@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::OptionalJson;
+use super::extract::{JsonObject, OptionalJson};
 use crate::accounts::passwords::Password;
 use crate::accounts::sessions;
 use crate::accounts::users::{Login, Role};
@@ -58,7 +58,7 @@ pub struct LoginResponse {
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     // Malformed logins are refused as plain bad credentials: nothing to learn from the form.

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::json_response;
+use super::extract::{json_response, JsonObject};
 use crate::accounts::passwords::Password;
 use crate::accounts::users::{self, Login, Role, User};
 use crate::app::{with_db, AppState};
@@ -41,7 +41,7 @@ pub async fn add(
     state: web::Data<AppState>,
     Admin(principal): Admin,
     req: HttpRequest,
-    body: web::Json<NewUserRequest>,
+    body: JsonObject<NewUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let login = Login::parse(&body.login)?;

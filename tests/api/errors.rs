@@ -57,6 +57,12 @@ async fn contract_errors(backend: Backend) {
             StatusCode::BAD_REQUEST,
             "invalid_request",
         ),
+        // The fields in order, as an array: serde alone would read it as the object.
+        (
+            post("[\"arr:x\", \"cli\"]", "application/json"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         (
             post(
                 "{\"name\": \"x\", \"scope\": \"cli\", \"ttl\": 5}",

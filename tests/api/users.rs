@@ -293,6 +293,19 @@ async fn lockout_window_expires(backend: Backend) {
 async fn login_can_revoke_previous_tokens(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.login_revokes_previous = true).await;
     app.add_user("alice", PW, "admin").await;
+    // The fields in order, as an array: serde alone would read it as the login object.
+    let (status, _, body) = app
+        .send(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(&json!(["alice", PW])),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     let first = app.login_token("alice", PW).await;
     let second = app.login_token("alice", PW).await;
     assert_eq!(code(&app.whoami(&first).await.1), "token_revoked");
