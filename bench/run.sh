@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark harness: one command, one run, every figure side by side.
 #
-#   bench/run.sh            # everything (about 10 minutes on 2 cores)
+#   bench/run.sh            # everything (about 17 minutes on 2 cores)
 #   BENCH_SKIP=scale,cleanup bench/run.sh
 #
 # Every server listens on 127.0.0.1 and is stopped at the end. Load: wrk, BENCH_CONNECTIONS
