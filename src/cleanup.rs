@@ -89,28 +89,12 @@ pub fn run(
     let token_cutoff = time::to_db(now - retention.max(leeway));
     let mut report = CleanupReport::default();
     let outcome = (|| -> Result<(), DbError> {
-        loop {
-            let batch_started = Instant::now();
-            let n = write_transaction(&mut conn, |c| {
-                revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
-            })?;
-            // Half the time working, half resting: requests (and other writers) never wait
-            // behind a cleanup for long, whatever the table's size.
-            std::thread::sleep(batch_started.elapsed());
-            report.deleted_revocations += n as u64;
-            if (n as i64) < BATCH {
-                break;
-            }
-        }
-        loop {
-            let n = write_transaction(&mut conn, |c| {
-                tokens::delete_expired_batch(c, token_cutoff, BATCH)
-            })?;
-            report.deleted_tokens += n as u64;
-            if (n as i64) < BATCH {
-                break;
-            }
-        }
+        report.deleted_revocations = delete_in_batches(&mut conn, |c| {
+            revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
+        })?;
+        report.deleted_tokens = delete_in_batches(&mut conn, |c| {
+            tokens::delete_expired_batch(c, token_cutoff, BATCH)
+        })?;
         // Login attempts older than the lockout window no longer count.
         let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
         logins::prune(&mut conn, time::to_db(now - window))?;
@@ -152,6 +136,26 @@ pub fn run(
         report.took_ms
     );
     Ok(Some(report))
+}
+
+/// Runs `batch` (one delete of up to [`BATCH`] rows) until it deletes fewer, each in its own
+/// transaction (one commit per batch keeps the I/O low), resting after each as long as it
+/// worked: requests and other writers never wait behind a cleanup for long, whatever the
+/// table's size. Returns the rows deleted.
+fn delete_in_batches(
+    conn: &mut crate::db::DbConnection,
+    mut batch: impl FnMut(&mut crate::db::DbConnection) -> diesel::QueryResult<usize>,
+) -> Result<u64, DbError> {
+    let mut deleted = 0;
+    loop {
+        let started = Instant::now();
+        let n = write_transaction(conn, &mut batch)?;
+        std::thread::sleep(started.elapsed());
+        deleted += n as u64;
+        if (n as i64) < BATCH {
+            return Ok(deleted);
+        }
+    }
 }
 
 /// Runs [`run`] on a timer until the process ends. The first run comes a minute after start

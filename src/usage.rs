@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::Connection;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{record, Actor};
 use crate::db::queries::identities;
-use crate::db::Pool;
+use crate::db::{write_transaction, Pool};
 use crate::time;
 
 /// `last_used_at` is written at most this often per token.
@@ -143,7 +142,7 @@ impl UsageRecorder {
         for (id, t) in pending {
             by_time.entry(t).or_default().push(id);
         }
-        conn.transaction::<_, crate::error::ApiError, _>(|conn| {
+        write_transaction(&mut conn, |conn| -> Result<(), crate::error::ApiError> {
             for (t, ids) in by_time {
                 identities::touch_last_used(conn, &ids, time::to_db(time::from_unix(t)))?;
             }

@@ -116,6 +116,19 @@ fn serde_error(e: &serde_json::Error) -> ApiError {
     }
 }
 
+/// Reads a body that must be a JSON object: serde alone would also read a struct from an array
+/// of its fields in order (`[]` for one whose fields all have defaults). `refusal` says what
+/// else is accepted.
+fn from_object<T: DeserializeOwned>(
+    value: serde_json::Value,
+    refusal: &'static str,
+) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::new(Code::InvalidRequest, refusal));
+    }
+    serde_json::from_value(value).map_err(|e| serde_error(&e))
+}
+
 /// A required JSON body that must be an object. `web::Json<T>` alone would also read a
 /// struct from an array of its fields in order; this refuses anything but an object with 400
 /// `invalid_request`. Size limit and JSON errors as [`json_config`] says.
@@ -135,16 +148,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
         let body = web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
             let value = body.await?.into_inner();
-            if !value.is_object() {
-                return Err(ApiError::new(
-                    Code::InvalidRequest,
-                    "the request body must be a JSON object",
-                )
-                .into());
-            }
-            serde_json::from_value(value)
-                .map(JsonObject)
-                .map_err(|e| serde_error(&e).into())
+            Ok(JsonObject(from_object(
+                value,
+                "the request body must be a JSON object",
+            )?))
         })
     }
 }
@@ -191,17 +198,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
             if value.is_null() {
                 return Ok(OptionalJson(None));
             }
-            // serde would read a struct from an array of its fields in order (`[]` for one
-            // whose fields all have defaults): only an object is a body here.
-            if !value.is_object() {
-                return Err(ApiError::new(
-                    Code::InvalidRequest,
-                    "the request body must be a JSON object (or empty)",
-                ));
-            }
-            serde_json::from_value(value)
+            from_object(value, "the request body must be a JSON object (or empty)")
                 .map(|v| OptionalJson(Some(v)))
-                .map_err(|e| serde_error(&e))
         })
     }
 }

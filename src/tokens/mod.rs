@@ -46,6 +46,16 @@ struct Verified {
     noted_use: AtomicI64,
 }
 
+impl Verified {
+    fn new(claims: Arc<Claims>, generation: u64, noted_use: i64) -> Verified {
+        Verified {
+            claims,
+            generation,
+            noted_use: AtomicI64::new(noted_use),
+        }
+    }
+}
+
 /// What a new token is for.
 #[derive(Debug, Clone)]
 pub struct TokenSubject<'a> {
@@ -227,11 +237,7 @@ impl TokenService {
         token: &str,
         use_period: Option<i64>,
     ) -> Result<(Arc<Claims>, bool), TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid(format!(
-                "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
-            )));
-        }
+        ensure_size(token)?;
         let now = chrono::Utc::now().timestamp();
         let generation = self.keys.generation();
         let cached = {
@@ -275,13 +281,10 @@ impl TokenService {
                         !seen.is_multiple_of(16)
                     });
                 }
+                let noted_use = if use_period.is_some() { now } else { 0 };
                 verified.insert(
                     token.into(),
-                    Verified {
-                        claims: claims.clone(),
-                        generation,
-                        noted_use: AtomicI64::new(if use_period.is_some() { now } else { 0 }),
-                    },
+                    Verified::new(claims.clone(), generation, noted_use),
                 );
                 (claims, use_period.is_some())
             }
@@ -311,11 +314,7 @@ impl TokenService {
     }
 
     fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid(format!(
-                "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
-            )));
-        }
+        ensure_size(token)?;
         if token.bytes().filter(|b| *b == b'.').count() != 2 {
             return Err(invalid(
                 "the token is not a JWS in compact form (header.payload.signature)",
@@ -363,6 +362,16 @@ impl TokenService {
             _ => invalid("the token is malformed"),
         }
     }
+}
+
+/// Refuses tokens longer than [`MAX_TOKEN_BYTES`] before any other work (hashing included).
+fn ensure_size(token: &str) -> Result<(), TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(invalid(format!(
+            "the token is longer than {MAX_TOKEN_BYTES} bytes; tokend never issues such tokens"
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(why: impl Into<String>) -> TokenError {
@@ -458,13 +467,7 @@ mod tests {
         {
             let verified = tokens.verified.pin();
             for i in 0..VERIFIED_CACHE_ENTRIES {
-                let claims = filler.clone();
-                let noted_use = AtomicI64::new(0);
-                let entry = Verified {
-                    claims,
-                    generation,
-                    noted_use,
-                };
+                let entry = Verified::new(filler.clone(), generation, 0);
                 verified.insert(format!("filler-{i}").into(), entry);
             }
         }
