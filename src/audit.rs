@@ -19,7 +19,25 @@ pub struct Actor {
     pub remote_addr: Option<String>,
 }
 
-/// Appends an audit event. Never given a token or a password.
+/// Audit actions that take credentials away. Each one also goes out on the signed webhook
+/// (`credentials.revoked`), written in the same transaction, so none is lost.
+pub const REVOCATION_ACTIONS: &[&str] = &[
+    "account.revoked",
+    "token.revoked",
+    "logout",
+    "key.revoked",
+    "revocation.bulk",
+    "user.disabled",
+    "user.deleted",
+    "user.role_changed",
+    "user.password_changed",
+];
+
+pub fn is_revocation(action: &str) -> bool {
+    REVOCATION_ACTIONS.contains(&action)
+}
+
+/// Appends an audit event (and, for a revocation, its webhook delivery). Never given a token or a password.
 pub fn record(
     conn: &mut DbConnection,
     actor: &Actor,
@@ -29,6 +47,10 @@ pub fn record(
     reason: Option<&str>,
     detail: Value,
 ) -> Result<(), ApiError> {
+    let now = time::now();
+    if is_revocation(action) {
+        crate::notify::revocation(conn, now, action, identity_id, token_id, reason, &detail)?;
+    }
     let detail = match detail {
         Value::Object(map) if map.is_empty() => None,
         Value::Null => None,
@@ -37,7 +59,7 @@ pub fn record(
     audit::insert(
         conn,
         &NewAuditEvent {
-            occurred_at: time::to_db(time::now()),
+            occurred_at: time::to_db(now),
             actor_id: actor.identity_id,
             action: action.to_owned(),
             identity_id,

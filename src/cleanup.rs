@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{locks, logins, revocations, tokens};
+use crate::db::queries::{locks, logins, revocations, rules, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -32,6 +32,8 @@ pub struct CleanupReport {
     pub deleted_revocations: u64,
     /// Token records that expired more than `TOKEND_TOKEN_RETENTION` ago.
     pub deleted_tokens: u64,
+    /// Revocation rules that no live token can fall under any more.
+    pub deleted_rules: u64,
     pub took_ms: u64,
 }
 
@@ -95,6 +97,8 @@ pub fn run(
         report.deleted_tokens = delete_in_batches(&mut conn, |c| {
             tokens::delete_expired_batch(c, token_cutoff, BATCH)
         })?;
+        // Rules that no live token can fall under any more.
+        report.deleted_rules = rules::delete_expired(&mut conn, revocation_cutoff)? as u64;
         // Login attempts older than the lockout window no longer count.
         let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
         logins::prune(&mut conn, time::to_db(now - window))?;
@@ -112,6 +116,7 @@ pub fn run(
             "trigger": match trigger { Trigger::Scheduled => "scheduled", Trigger::OnDemand => "on_demand" },
             "deleted_revocations": report.deleted_revocations,
             "deleted_tokens": report.deleted_tokens,
+            "deleted_rules": report.deleted_rules,
             "took_ms": report.took_ms,
         }),
     );

@@ -41,6 +41,7 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     AccountRevoked,
+    AccountDisabled,
     LoginTaken,
     KeysNotManaged,
     RotationTooSoon,
@@ -77,6 +78,7 @@ impl Code {
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::AccountRevoked => "account_revoked",
+            Code::AccountDisabled => "account_disabled",
             Code::LoginTaken => "login_taken",
             Code::KeysNotManaged => "keys_not_managed",
             Code::RotationTooSoon => "rotation_too_soon",
@@ -108,7 +110,8 @@ impl Code {
             | Code::PathNotAllowed
             | Code::TriggerTypeNotAllowed
             | Code::ExecutionMismatch
-            | Code::IpNotAllowed => StatusCode::FORBIDDEN,
+            | Code::IpNotAllowed
+            | Code::AccountDisabled => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::AccountRevoked

@@ -59,6 +59,46 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Records a revocation for delivery, in the caller's transaction: `credentials.revoked`,
+/// so the platform can tell whoever is affected. Delivered like expiry warnings (signed,
+/// retried, never repeated); given up after a day.
+pub fn revocation(
+    conn: &mut crate::db::DbConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    action: &str,
+    identity_id: Option<i64>,
+    token_id: Option<&str>,
+    reason: Option<&str>,
+    detail: &serde_json::Value,
+) -> Result<(), crate::db::DbError> {
+    let delivery = format!("revocation:{}", uuid::Uuid::new_v4());
+    let payload = json!({
+        "event": REVOKED_EVENT,
+        "action": action,
+        "identity_id": identity_id,
+        "token_id": token_id,
+        "reason": reason,
+        "occurred_at": time::format(&now),
+        "detail": detail,
+    })
+    .to_string();
+    notifications::record(
+        conn,
+        &delivery,
+        0,
+        identity_id.unwrap_or(0),
+        &payload,
+        time::to_db(now),
+    )?;
+    Ok(())
+}
+
+/// The event of a revocation delivery.
+pub const REVOKED_EVENT: &str = "credentials.revoked";
+
+/// How long an undelivered revocation is retried.
+const REVOCATION_DELIVERY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
 /// Records new warnings and delivers the ones due. Blocking (HTTP and database).
 pub fn run_once(pool: &Pool, hook: &ExpiryWebhook, agent: &ureq::Agent) -> Result<(), String> {
     let mut conn = pool.get().map_err(|e| e.to_string())?;
@@ -123,11 +163,17 @@ fn deliver_due(
             continue;
         }
         let attempts = n.attempts + 1;
-        let delivery = format!("{}:{}", n.token_jti, n.threshold_secs);
+        let payload: serde_json::Value = serde_json::from_str(&n.payload).unwrap_or_default();
+        let event = payload["event"].as_str().unwrap_or("token.expiring");
+        let delivery = if n.threshold_secs == 0 {
+            n.token_jti.clone()
+        } else {
+            format!("{}:{}", n.token_jti, n.threshold_secs)
+        };
         let sent = agent
             .post(&hook.url)
             .header("Content-Type", "application/json")
-            .header("X-Tokend-Event", "token.expiring")
+            .header("X-Tokend-Event", event)
             .header("X-Tokend-Delivery", &delivery)
             .header(
                 "X-Tokend-Signature",
@@ -144,21 +190,28 @@ fn deliver_due(
             Ok(()) => {
                 notifications::mark_sent(conn, n.id, attempts, time::to_db(done))
                     .map_err(|e| e.to_string())?;
-                log::info!("expiry warning {delivery} delivered (attempt {attempts})");
+                log::info!("{event} {delivery} delivered (attempt {attempts})");
             }
             Err(error) => {
-                let expires = serde_json::from_str::<serde_json::Value>(&n.payload)
-                    .ok()
-                    .and_then(|p| p["expires_at"].as_str().map(str::to_owned))
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-                    .map(|t| t.with_timezone(&chrono::Utc));
-                let (status, next) = if expires.is_some_and(|e| e <= done) {
-                    log::error!("expiry warning {delivery} abandoned after {attempts} attempts: the token has expired ({error})");
+                let at = |field: &str| {
+                    payload[field]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                };
+                // A warning is pointless once its token expired; a revocation notice after a day.
+                let give_up = if event == REVOKED_EVENT {
+                    at("occurred_at").map(|t| t + REVOCATION_DELIVERY_WINDOW)
+                } else {
+                    at("expires_at")
+                };
+                let (status, next) = if give_up.is_some_and(|e| e <= done) {
+                    log::error!(
+                        "webhook delivery {delivery} abandoned after {attempts} attempts ({error})"
+                    );
                     (ABANDONED, done)
                 } else {
-                    log::warn!(
-                        "expiry warning {delivery} not delivered (attempt {attempts}): {error}"
-                    );
+                    log::warn!("{event} {delivery} not delivered (attempt {attempts}): {error}");
                     (PENDING, done + backoff(hook.retry_base, attempts))
                 };
                 notifications::mark_failed(conn, n.id, attempts, status, time::to_db(next), &error)

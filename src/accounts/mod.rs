@@ -1,5 +1,6 @@
 //! Service accounts: create, issue tokens, list, read, revoke.
 
+pub mod bulk;
 pub mod input;
 pub mod model;
 pub mod passwords;

@@ -147,7 +147,8 @@ pub enum TokenOwner {
     Anyone,
 }
 
-/// Revokes one token. Unknown token (or not the owner's): 404. Repeating it is harmless.
+/// Revokes one token and its family (every token refreshed from it, and the tokens it was
+/// refreshed from). Unknown token (or not the owner's): 404. Repeating it is harmless.
 pub fn revoke_token(
     conn: &mut DbConnection,
     token_id: Uuid,
@@ -184,7 +185,29 @@ pub fn revoke_token(
         // The conditional update decides: of two concurrent revocations, one changes the row.
         let changed = token.revoked_at.is_none()
             && token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))? > 0;
-        if !changed {
+        let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
+        let mut revoked = Vec::new();
+        if changed && time::from_db(token.expires_at) > cutoff {
+            revocations::insert_many(conn, &[revocation_row(&token, now, reason, actor)])?;
+            revoked.push((token_id, time::from_db(token.expires_at)));
+        }
+        // Its family goes with it: every token refreshed from it (or from its ancestors),
+        // even when this one had been revoked already (e.g. superseded by a refresh).
+        let family = token.family_id.clone().unwrap_or_else(|| jti.clone());
+        let relatives = token_rows::live_of_family(conn, &family, time::to_db(cutoff))?;
+        let relative_ids: Vec<String> = relatives.iter().map(|t| t.jti.clone()).collect();
+        token_rows::mark_revoked(conn, &relative_ids, time::to_db(now))?;
+        let rows: Vec<NewRevocation> = relatives
+            .iter()
+            .map(|t| revocation_row(t, now, reason, actor))
+            .collect();
+        revocations::insert_many(conn, &rows)?;
+        revoked.extend(
+            relatives
+                .iter()
+                .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at)))),
+        );
+        if !changed && relatives.is_empty() {
             let again = token_rows::find(conn, &jti)?.ok_or_else(missing)?;
             return Ok(Revoked {
                 identity_id,
@@ -192,11 +215,6 @@ pub fn revoke_token(
                 revoked_at: again.revoked_at.map(time::from_db).unwrap_or(now),
                 already_revoked: true,
             });
-        }
-        let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
-        let still_verifies = time::from_db(token.expires_at) > cutoff;
-        if still_verifies {
-            revocations::insert_many(conn, &[revocation_row(&token, now, reason, actor)])?;
         }
         let latest = token_rows::latest_unrevoked_expiry(conn, identity_id)?;
         identities::set_expiry(conn, identity_id, latest)?;
@@ -207,15 +225,14 @@ pub fn revoke_token(
             Some(identity_id),
             Some(&jti),
             reason,
-            json!({}),
+            json!({
+                "family_id": family,
+                "revoked_tokens": revoked.len(),
+            }),
         )?;
         Ok(Revoked {
             identity_id,
-            revoked: if still_verifies {
-                vec![(token_id, time::from_db(token.expires_at))]
-            } else {
-                Vec::new()
-            },
+            revoked,
             revoked_at: now,
             already_revoked: false,
         })

@@ -142,6 +142,32 @@ pub fn issue_in_transaction(
     now: DateTime<Utc>,
     actor: &Actor,
 ) -> Result<MintedToken, ApiError> {
+    issue_with_lineage(conn, tokens, subject, ttl, now, actor, None)
+}
+
+/// [`issue_in_transaction`] for a token refreshed from `parent`: it joins the parent's
+/// family, so revoking any token of the family revokes this one too.
+pub fn issue_refreshed(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    subject: &TokenSubject<'_>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    parent: &IssuedTokenRow,
+) -> Result<MintedToken, ApiError> {
+    issue_with_lineage(conn, tokens, subject, ttl, now, actor, Some(parent))
+}
+
+fn issue_with_lineage(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    subject: &TokenSubject<'_>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    parent: Option<&IssuedTokenRow>,
+) -> Result<MintedToken, ApiError> {
     let minted = tokens
         .mint(subject, ttl, now)
         .map_err(|e| ApiError::internal("signing a token", &e))?;
@@ -167,6 +193,14 @@ pub fn issue_in_transaction(
             issued_at: time::to_db(minted.issued_at),
             expires_at: time::to_db(minted.expires_at),
             revoked_at: None,
+            // A first token starts its family; a refreshed one joins its parent's (a token
+            // issued before families were recorded founds one under its own id).
+            family_id: Some(
+                parent
+                    .map(|p| p.family_id.clone().unwrap_or_else(|| p.jti.clone()))
+                    .unwrap_or_else(|| minted.jti.to_string()),
+            ),
+            parent_jti: parent.map(|p| p.jti.clone()),
         },
     )?;
     identities::extend_expiry(conn, subject.identity_id, time::to_db(minted.expires_at))?;
@@ -178,6 +212,7 @@ pub fn issue_in_transaction(
         Some(&minted.jti.to_string()),
         None,
         json!({
+            "parent_token_id": parent.map(|p| p.jti.as_str()),
             "scope": subject.scope.as_str(),
             "expires_at": time::format(&minted.expires_at),
             "fingerprint": minted.fingerprint,

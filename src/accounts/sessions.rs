@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::passwords::{Password, Passwords};
 use super::revoke::revoke_live_tokens;
-use super::service::issue_in_transaction;
+use super::service::{issue_in_transaction, issue_refreshed};
 use super::users::{Login, User};
 use crate::audit::{record, Actor};
 use crate::config::Settings;
@@ -165,8 +165,11 @@ pub struct Refreshed {
     pub revoked: Vec<(Uuid, DateTime<Utc>)>,
 }
 
-/// Issues a new token like the presented one: same account, scope, metadata and lifetime
-/// (clamped to the scope's bounds). Only sensor and cli tokens may refresh.
+/// Issues a new token for the presented one's account, as the account is *now*: its current
+/// name, metadata and (for a user) role, the presented token's lifetime clamped to the
+/// scope's current bounds. Refused for a revoked token or account (401 `token_revoked`) and
+/// a disabled user (403 `account_disabled`). Only sensor and cli tokens may refresh. The new
+/// token joins the presented one's family: revoking either revokes both.
 ///
 /// It can never produce a live token for a revoked account: the account row is locked
 /// first, so a concurrent revocation either happens before (and the refresh is refused) or
@@ -196,28 +199,54 @@ pub fn refresh(
                 "the token was revoked; ask an administrator for a new one",
             )
         };
-        if identities::lock_unrevoked(
+        let locked = identities::lock_unrevoked(
             conn,
             claims.identity_id,
             claims.identity_type.as_str(),
             time::to_db(now),
-        )? == 0
-        {
-            return Err(revoked());
+        )?;
+        let account = identities::find(conn, claims.identity_id)?.ok_or_else(revoked)?;
+        if locked == 0 {
+            return Err(
+                if account.disabled_at.is_some() && account.revoked_at.is_none() {
+                    account_disabled()
+                } else {
+                    revoked()
+                },
+            );
         }
         // Another replica may have revoked this token in the last moments: the table decides.
         let current = token_rows::find(conn, &jti)?.ok_or_else(revoked)?;
         if current.revoked_at.is_some() {
             return Err(revoked());
         }
+        // The account as it is now, not as the presented token remembers it.
+        let (name, metadata) = match claims.identity_type {
+            IdentityType::User => {
+                let user = User::from_row(&account)?;
+                (user.login.clone(), user.token_metadata())
+            }
+            IdentityType::ServiceAccount => {
+                if account.scope != claims.scope.as_str() {
+                    return Err(revoked());
+                }
+                let metadata = serde_json::from_str(&account.metadata).map_err(|_| {
+                    ApiError::from(crate::db::DbError::Corrupt(format!(
+                        "account {} has metadata that is not a JSON object",
+                        account.id
+                    )))
+                })?;
+                (account.name.clone(), metadata)
+            }
+        };
         let subject = TokenSubject {
             identity_id: claims.identity_id,
             identity_type: claims.identity_type,
-            name: &claims.sub,
+            name: &name,
             scope: claims.scope,
-            metadata: &claims.metadata,
+            metadata: &metadata,
         };
-        let token = issue_in_transaction(conn, tokens, &subject, ttl, now, actor)?;
+        let token = issue_refreshed(conn, tokens, &subject, ttl, now, actor, &current)?;
         let mut gone = Vec::new();
         if revoke_current {
             token_rows::mark_revoked(conn, std::slice::from_ref(&jti), time::to_db(now))?;
@@ -245,6 +274,7 @@ pub fn refresh(
             None,
             json!({
                 "from_token_id": jti, "revoked_current": revoke_current,
+                "family_id": current.family_id.as_deref().unwrap_or(&jti),
             }),
         )?;
         Ok(Refreshed {
@@ -252,4 +282,12 @@ pub fn refresh(
             revoked: gone,
         })
     })
+}
+
+/// A disabled user may not refresh or log in.
+pub fn account_disabled() -> ApiError {
+    ApiError::new(
+        Code::AccountDisabled,
+        "this account is disabled; ask an administrator to enable it",
+    )
 }

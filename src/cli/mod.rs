@@ -4,6 +4,7 @@
 
 mod agent;
 mod check;
+mod people;
 mod remote;
 mod sa;
 
@@ -64,11 +65,17 @@ pub enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
-    /// Manage users (people who log in for cli tokens).
+    /// Manage users (people who log in for cli tokens). `add` works on the database;
+    /// the other verbs on a running tokend (TOKEND_URL, TOKEND_TOKEN).
     User {
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Revoke every live token matching all the given selectors, on a running tokend:
+    /// `tokend revoke --scope sensor --issued-before 2026-12-01T10:00:00Z`.
+    Revoke(people::RevokeArgs),
     /// Signing keys (EdDSA): list them, or rotate now.
     Keys {
         #[command(subcommand)]
@@ -122,8 +129,11 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
-        settings: SettingsArgs,
+        settings: Box<SettingsArgs>,
     },
+    /// Users on a running tokend: list, show, set (role, password), disable, enable, delete.
+    #[command(flatten)]
+    Remote(people::RemoteUserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +178,13 @@ pub fn run(command: Command) -> ExitCode {
                     password_stdin,
                     settings,
                 },
-        } => add_user(&login, &role, password_stdin, settings),
+            ..
+        } => add_user(&login, &role, password_stdin, *settings),
+        Command::User {
+            remote,
+            command: UserCommand::Remote(command),
+        } => return client_exit(people::run_user(&remote, command)),
+        Command::Revoke(args) => return client_exit(people::run_revoke(args)),
         Command::Keys { command } => keys(command),
         Command::Cleanup { settings } => cleanup(settings),
         Command::Openapi => {
@@ -180,15 +196,7 @@ pub fn run(command: Command) -> ExitCode {
             Ok(())
         }
         Command::Agent(args) => return agent::run(args),
-        Command::Sa { remote, command } => {
-            return match sa::run(&remote, command) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(f) => {
-                    eprintln!("tokend: {}", f.message());
-                    ExitCode::from(f.exit_code())
-                }
-            }
-        }
+        Command::Sa { remote, command } => return client_exit(sa::run(&remote, command)),
         Command::Check {
             remote,
             warn_hours,
@@ -210,6 +218,17 @@ pub fn run(command: Command) -> ExitCode {
         Err(message) => {
             eprintln!("tokend: {message}");
             ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// A client verb's exit: 0, or the failure's code (1 refused, 2 could not ask).
+fn client_exit(result: Result<(), remote::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("tokend: {}", f.message());
+            ExitCode::from(f.exit_code())
         }
     }
 }

@@ -94,6 +94,15 @@ impl ApiClient {
         self.finish(req.send_json(body))
     }
 
+    pub fn patch<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
+        let req = self.agent.patch(format!("{}{path}", self.base));
+        let req = match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        };
+        self.finish(req.send_json(body))
+    }
+
     pub fn delete<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
         let req = self.agent.delete(format!("{}{path}", self.base));
         let req = match &self.token {

@@ -3,7 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{audit_event, identity, issued_token, signing_key, token_revocation};
+use super::schema::{
+    audit_event, identity, issued_token, revocation_rule, signing_key, token_revocation,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = identity)]
@@ -24,6 +26,7 @@ pub struct IdentityRow {
     pub revoked_by: Option<i64>,
     pub revocation_reason: Option<String>,
     pub last_used_at: Option<NaiveDateTime>,
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -52,6 +55,10 @@ pub struct IssuedTokenRow {
     pub issued_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
+    /// The first token of this token's refresh chain (itself for a first token).
+    pub family_id: Option<String>,
+    /// The token this one was refreshed from.
+    pub parent_jti: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -104,4 +111,37 @@ pub struct SigningKeyRow {
     pub activated_at: Option<NaiveDateTime>,
     pub retired_at: Option<NaiveDateTime>,
     pub retire_after: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = revocation_rule)]
+pub struct RevocationRuleRow {
+    pub id: i64,
+    pub scope: Option<String>,
+    pub name: Option<String>,
+    pub name_prefix: Option<String>,
+    pub identity_id: Option<i64>,
+    pub key_id: Option<String>,
+    pub issued_before: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+    pub reason: Option<String>,
+    pub matched: i64,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = revocation_rule)]
+pub struct NewRevocationRule {
+    pub scope: Option<String>,
+    pub name: Option<String>,
+    pub name_prefix: Option<String>,
+    pub identity_id: Option<i64>,
+    pub key_id: Option<String>,
+    pub issued_before: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+    pub reason: Option<String>,
+    pub matched: i64,
 }

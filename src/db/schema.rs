@@ -19,6 +19,7 @@ diesel::table! {
         revoked_by -> Nullable<BigInt>,
         revocation_reason -> Nullable<Text>,
         last_used_at -> Nullable<Timestamp>,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -31,6 +32,8 @@ diesel::table! {
         issued_at -> Timestamp,
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        family_id -> Nullable<Text>,
+        parent_jti -> Nullable<Text>,
     }
 }
 
@@ -108,6 +111,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revocation_rule (id) {
+        id -> BigInt,
+        scope -> Nullable<Text>,
+        name -> Nullable<Text>,
+        name_prefix -> Nullable<Text>,
+        identity_id -> Nullable<BigInt>,
+        key_id -> Nullable<Text>,
+        issued_before -> Timestamp,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+        created_by -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        matched -> BigInt,
+    }
+}
+
 diesel::joinable!(issued_token -> identity (identity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -119,4 +139,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     worker_lease,
     login_failure,
     expiry_notification,
+    revocation_rule,
 );

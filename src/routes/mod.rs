@@ -10,6 +10,7 @@ pub mod health;
 pub mod introspect;
 pub mod keys;
 pub mod metrics;
+pub mod revocations;
 pub mod service_accounts;
 pub mod session;
 pub mod ui;
@@ -74,7 +75,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/refresh", "POST").route(web::post().to(session::refresh)))
         .service(resource("/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
         .service(resource("/tokens/revoke", "POST").route(web::post().to(introspect::revoke_token)))
-        .service(resource("/users", "POST").route(web::post().to(users::add)))
+        .service(
+            resource("/users", "GET, POST")
+                .route(web::get().to(users::list))
+                .route(web::post().to(users::add)),
+        )
+        .service(
+            resource("/users/{id}", "GET, PATCH, DELETE")
+                .route(web::get().to(users::get))
+                .route(web::patch().to(users::update))
+                .route(web::delete().to(users::delete)),
+        )
+        .service(
+            resource("/revocations", "GET, POST")
+                .route(web::get().to(revocations::list))
+                .route(web::post().to(revocations::create)),
+        )
         .service(resource("/keys", "GET").route(web::get().to(keys::list)))
         .service(resource("/keys/rotate", "POST").route(web::post().to(keys::rotate)))
         .service(resource("/keys/{kid}/revoke", "POST").route(web::post().to(keys::revoke)))

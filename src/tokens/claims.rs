@@ -40,4 +40,7 @@ pub struct Claims {
     pub identity_type: IdentityType,
     pub scope: Scope,
     pub metadata: Map<String, Value>,
+    /// The signing key (from the header, not a claim): revocation rules may select by it.
+    #[serde(skip)]
+    pub kid: String,
 }

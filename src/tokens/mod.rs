@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod kek;
 pub mod keys;
 pub mod revocation;
+pub mod rules;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -198,6 +199,7 @@ impl TokenService {
             identity_type: subject.identity_type,
             scope: subject.scope,
             metadata: subject.metadata.clone(),
+            kid: keys.signing_kid().to_owned(),
         };
         let mut header = Header::new(keys.algorithm());
         header.typ = Some("JWT".into());
@@ -289,7 +291,7 @@ impl TokenService {
                 (claims, use_period.is_some())
             }
         };
-        if self.revocations.is_revoked(&claims.jti) {
+        if self.revocations.refuses(&claims) {
             return Err(TokenError::Revoked {
                 jti: claims.jti,
                 identity_id: claims.identity_id,
@@ -335,9 +337,11 @@ impl TokenService {
         let key = keys
             .decoding_key(&kid)
             .ok_or_else(|| invalid("the token was signed by a key this service does not know"))?;
-        jsonwebtoken::decode::<Claims>(token, key, validation)
+        let mut claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map(|data| data.claims)
-            .map_err(|e| self.describe(e.kind(), token))
+            .map_err(|e| self.describe(e.kind(), token))?;
+        claims.kid = kid;
+        Ok(claims)
     }
 
     fn describe(&self, kind: &ErrorKind, token: &str) -> TokenError {

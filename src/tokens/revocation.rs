@@ -14,13 +14,19 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use uuid::Uuid;
 
+use super::claims::Claims;
+use super::rules::{Rule, RuleSet, Selector};
+use crate::db::models::RevocationRuleRow;
 use crate::db::queries::revocations::{self, Cursor, RevokedToken};
+use crate::db::queries::rules as rule_rows;
 use crate::db::{DbConnection, DbManager};
+use crate::scope::Scope;
 
-/// Revoked, unexpired token ids. Reads take no lock.
+/// Revoked, unexpired token ids, and the revocation rules in force. Reads take no lock.
 #[derive(Default)]
 pub struct RevocationSet {
     map: crate::FastMap<Uuid, i64>,
+    rules: RuleSet,
     /// Successful database polls, for readiness and tests.
     polls: AtomicU64,
 }
@@ -32,6 +38,15 @@ impl RevocationSet {
 
     pub fn is_revoked(&self, jti: &Uuid) -> bool {
         self.map.pin().contains_key(jti)
+    }
+
+    /// Whether this token is refused: revoked by id, or covered by a rule.
+    pub fn refuses(&self, claims: &Claims) -> bool {
+        self.is_revoked(&claims.jti) || self.rules.covering(claims).is_some()
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
     }
 
     /// Adds a revoked token (`exp` in UNIX seconds).
@@ -72,7 +87,7 @@ impl RevocationSet {
     }
 }
 
-/// Loads every live revocation; returns the cursor to poll from.
+/// Loads every live revocation and every rule in force; returns the cursor to poll from.
 pub fn load(
     conn: &mut DbConnection,
     set: &RevocationSet,
@@ -81,7 +96,44 @@ pub fn load(
     // The cursor first: whatever commits while we load is picked up by the first poll.
     let cursor = revocations::cursor_now(conn)?;
     set.absorb(revocations::live(conn, cutoff)?);
+    set.rules.replace(rules_in_force(conn)?);
     Ok(cursor)
+}
+
+/// Every rule that may still cover a live token. Rules are few (one per bulk revocation,
+/// pruned when nothing they cover can verify), so each sync reads them all: a pruned rule
+/// disappears and a new one appears in the same step.
+fn rules_in_force(conn: &mut DbConnection) -> Result<Vec<Rule>, diesel::result::Error> {
+    let rows = rule_rows::in_force(conn, crate::time::to_db(crate::time::now()))?;
+    Ok(rows.into_iter().filter_map(rule_from_row).collect())
+}
+
+/// A stored rule as the verifier checks it.
+pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
+    let scope = match row.scope.as_deref().map(Scope::parse) {
+        None => None,
+        Some(Ok(scope)) => Some(scope),
+        Some(Err(_)) => {
+            // Refusing more is the safe side: a rule with an unreadable scope covers all scopes.
+            log::error!(
+                "revocation rule {} names an unknown scope; it is applied to every scope",
+                row.id
+            );
+            None
+        }
+    };
+    Some(Rule {
+        id: row.id,
+        selector: Selector {
+            scope,
+            name: row.name,
+            name_prefix: row.name_prefix,
+            identity_id: row.identity_id,
+            key_id: row.key_id,
+        },
+        issued_before: row.issued_before.and_utc().timestamp(),
+        expires_at: row.expires_at.and_utc().timestamp(),
+    })
 }
 
 /// Polls the database for other replicas' revocations until the process ends.
@@ -108,19 +160,22 @@ pub async fn sync_forever(
                 Some(c) => c,
                 None => m.connect().map_err(|e| e.to_string())?,
             };
-            let result = revocations::poll(&mut c, cursor).map_err(|e| e.to_string());
+            let result = revocations::poll(&mut c, cursor)
+                .and_then(|(rows, next)| Ok((rows, next, rules_in_force(&mut c)?)))
+                .map_err(|e| e.to_string());
             // A connection that failed a query is not reused.
             Ok::<_, String>((result.is_ok().then_some(c), result))
         })
         .await;
         match polled {
-            Ok(Ok((c, Ok((rows, next))))) => {
+            Ok(Ok((c, Ok((rows, next, rules))))) => {
                 conn = c;
                 if failing {
                     log::info!("revocation sync recovered");
                     failing = false;
                 }
                 set.absorb(rows);
+                set.rules.replace(rules);
                 cursor = next;
                 set.polls.fetch_add(1, Ordering::Relaxed);
             }

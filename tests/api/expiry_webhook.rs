@@ -16,6 +16,7 @@ const SECRET: &str = "a webhook secret of some length";
 #[derive(Clone, Debug)]
 struct Delivery {
     ok: bool,
+    event: String,
     delivery: String,
     signature: String,
     body: Vec<u8>,
@@ -53,6 +54,7 @@ impl Receiver {
                         };
                         s.lock().unwrap().push(Delivery {
                             ok,
+                            event: header("x-tokend-event"),
                             delivery: header("x-tokend-delivery"),
                             signature: header("x-tokend-signature"),
                             body: body.to_vec(),
@@ -78,16 +80,22 @@ impl Receiver {
         }
     }
 
+    /// Expiry warnings delivered.
     fn delivered(&self) -> Vec<Delivery> {
+        self.delivered_of("token.expiring")
+    }
+
+    fn delivered_of(&self, event: &str) -> Vec<Delivery> {
         self.seen
             .lock()
             .unwrap()
             .iter()
-            .filter(|d| d.ok)
+            .filter(|d| d.ok && d.event == event)
             .cloned()
             .collect()
     }
 
+    /// Delivery attempts of any event.
     fn attempts(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
@@ -239,7 +247,70 @@ async fn restart_neither_loses_nor_repeats(backend: Backend) {
     assert_eq!(delivered[0].delivery, format!("{token_id}:20"));
 }
 
+/// Every revocation, single or bulk, goes out signed on the same webhook.
+async fn revocations_go_out_on_the_webhook(backend: Backend) {
+    let receiver = Receiver::start(1).await;
+    let url = receiver.url.clone();
+    let app = TestApp::spawn_with(backend, move |s| {
+        s.expiry_webhook = Some(hook(&url));
+    })
+    .await;
+    let account = app
+        .create_account(crate::helpers::sensor("sensor:leaked"))
+        .await;
+    let (status, _) = app
+        .admin(
+            Method::DELETE,
+            &format!("/service-accounts/{}", account["identity_id"]),
+            Some(&json!({"reason": "leaked in a log"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    app.create_account(crate::helpers::sensor("sensor:other"))
+        .await;
+    let (status, bulk) = app
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(&json!({"scope": "sensor", "reason": "incident 7"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{bulk}");
+    wait_for("two revocation notices", Duration::from_secs(15), || {
+        receiver.delivered_of("credentials.revoked").len() >= 2
+    })
+    .await;
+    let notices = receiver.delivered_of("credentials.revoked");
+    assert_eq!(
+        notices.len(),
+        2,
+        "one each, the failed first attempt retried"
+    );
+    let bodies: Vec<Value> = notices
+        .iter()
+        .map(|d| {
+            assert_eq!(d.signature, tokend::notify::signature(SECRET, &d.body));
+            serde_json::from_slice(&d.body).unwrap()
+        })
+        .collect();
+    let account_notice = bodies
+        .iter()
+        .find(|b| b["action"] == "account.revoked")
+        .expect("the account revocation");
+    assert_eq!(account_notice["identity_id"], account["identity_id"]);
+    assert_eq!(account_notice["reason"], "leaked in a log");
+    assert_eq!(account_notice["detail"]["revoked_tokens"], 1);
+    let rule_notice = bodies
+        .iter()
+        .find(|b| b["action"] == "revocation.bulk")
+        .expect("the bulk revocation");
+    assert_eq!(rule_notice["reason"], "incident 7");
+    assert_eq!(rule_notice["detail"]["matched"], 1);
+    assert_eq!(rule_notice["detail"]["scope"], "sensor");
+}
+
 crate::both_backends!(
+    revocations_go_out_on_the_webhook,
     warnings_are_signed_retried_and_never_repeated,
     restart_neither_loses_nor_repeats
 );

@@ -9,6 +9,7 @@ mod metrics;
 
 mod agent;
 mod cli;
+mod containment;
 mod errors;
 mod expiry_webhook;
 mod openapi;

@@ -35,6 +35,58 @@ pub fn find_by_login(conn: &mut DbConnection, login: &str) -> QueryResult<Option
         .optional()
 }
 
+/// Every user not deleted, oldest first.
+pub fn users(conn: &mut DbConnection) -> QueryResult<Vec<IdentityRow>> {
+    identity::table
+        .filter(identity::identity_type.eq(USER))
+        .filter(identity::revoked_at.is_null())
+        .select(IdentityRow::as_select())
+        .order(identity::id.asc())
+        .load(conn)
+}
+
+/// A user's role (and the metadata that mirrors it).
+pub fn set_role(
+    conn: &mut DbConnection,
+    id: i64,
+    role: &str,
+    metadata: &str,
+) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set((identity::role.eq(role), identity::metadata.eq(metadata)))
+        .execute(conn)
+}
+
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    id: i64,
+    at: Option<NaiveDateTime>,
+) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set(identity::disabled_at.eq(at))
+        .execute(conn)
+}
+
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    id: i64,
+    hash: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set(identity::password_hash.eq(hash))
+        .execute(conn)
+}
+
+/// A deleted user's login is free for a new user, and no password can log in as them.
+pub fn forget_login(conn: &mut DbConnection, id: i64) -> QueryResult<usize> {
+    diesel::update(identity::table.filter(identity::id.eq(id)))
+        .set((
+            identity::login.eq(None::<String>),
+            identity::password_hash.eq(None::<String>),
+        ))
+        .execute(conn)
+}
+
 /// Records when identities were last seen using a token (one statement per time bucket).
 pub fn touch_last_used(
     conn: &mut DbConnection,
@@ -59,7 +111,7 @@ pub fn touch_last_used(
 /// Touches an unrevoked identity of the given type. As the first statement of a write
 /// transaction this locks the row (PostgreSQL) so that issuing a token and revoking the
 /// account serialise: a token is never issued to an account revoked concurrently.
-/// Returns 0 when the identity is missing, of another type, or revoked.
+/// Returns 0 when the identity is missing, of another type, revoked or disabled.
 pub fn lock_unrevoked(
     conn: &mut DbConnection,
     id: i64,
@@ -70,7 +122,8 @@ pub fn lock_unrevoked(
         identity::table
             .filter(identity::id.eq(id))
             .filter(identity::identity_type.eq(identity_type))
-            .filter(identity::revoked_at.is_null()),
+            .filter(identity::revoked_at.is_null())
+            .filter(identity::disabled_at.is_null()),
     )
     .set(identity::updated_at.eq(now))
     .execute(conn)

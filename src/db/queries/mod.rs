@@ -7,4 +7,5 @@ pub mod locks;
 pub mod logins;
 pub mod notifications;
 pub mod revocations;
+pub mod rules;
 pub mod tokens;

@@ -44,6 +44,20 @@ pub fn live_of_identity(
         .load(conn)
 }
 
+/// Unrevoked tokens of a refresh family that still verify (expiry after `cutoff`).
+pub fn live_of_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    cutoff: NaiveDateTime,
+) -> QueryResult<Vec<IssuedTokenRow>> {
+    issued_token::table
+        .filter(issued_token::family_id.eq(family_id))
+        .filter(issued_token::revoked_at.is_null())
+        .filter(issued_token::expires_at.gt(cutoff))
+        .select(IssuedTokenRow::as_select())
+        .load(conn)
+}
+
 /// Marks the given tokens revoked (those not revoked already). Returns how many changed.
 pub fn mark_revoked(
     conn: &mut DbConnection,

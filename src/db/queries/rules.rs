@@ -1,0 +1,116 @@
+//! The `revocation_rule` table, and the live tokens a selector matches.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Integer, Text};
+
+use crate::db::models::{NewRevocationRule, RevocationRuleRow};
+use crate::db::schema::{identity, issued_token, revocation_rule};
+use crate::db::DbConnection;
+
+/// What a bulk revocation selects, as the tables hold it.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSelector {
+    pub scope: Option<String>,
+    pub name: Option<String>,
+    pub name_prefix: Option<String>,
+    pub identity_id: Option<i64>,
+    pub key_id: Option<String>,
+    /// Tokens issued at or before this.
+    pub issued_before: NaiveDateTime,
+}
+
+/// A live token a selector matches.
+#[derive(Debug, Clone, Queryable)]
+pub struct MatchedToken {
+    pub jti: String,
+    pub identity_id: i64,
+    pub expires_at: NaiveDateTime,
+}
+
+/// Unrevoked tokens that still verify (expiry after `cutoff`) and match `s`.
+pub fn matching_live(
+    conn: &mut DbConnection,
+    s: &TokenSelector,
+    cutoff: NaiveDateTime,
+) -> QueryResult<Vec<MatchedToken>> {
+    let mut q = issued_token::table
+        .inner_join(identity::table)
+        .filter(issued_token::revoked_at.is_null())
+        .filter(issued_token::expires_at.gt(cutoff))
+        .filter(issued_token::issued_at.le(s.issued_before))
+        .select((
+            issued_token::jti,
+            issued_token::identity_id,
+            issued_token::expires_at,
+        ))
+        .into_boxed();
+    if let Some(scope) = &s.scope {
+        q = q.filter(identity::scope.eq(scope.clone()));
+    }
+    if let Some(name) = &s.name {
+        q = q.filter(identity::name.eq(name.clone()));
+    }
+    if let Some(prefix) = &s.name_prefix {
+        // substr, not LIKE: SQLite's LIKE ignores case, and in memory a prefix does not.
+        let chars = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+        q = q.filter(
+            diesel::dsl::sql::<Bool>("substr(identity.name, 1, ")
+                .bind::<Integer, _>(chars)
+                .sql(") = ")
+                .bind::<Text, _>(prefix.clone()),
+        );
+    }
+    if let Some(id) = s.identity_id {
+        q = q.filter(issued_token::identity_id.eq(id));
+    }
+    if let Some(kid) = &s.key_id {
+        q = q.filter(issued_token::kid.eq(kid.clone()));
+    }
+    q.load(conn)
+}
+
+pub fn insert(conn: &mut DbConnection, rule: &NewRevocationRule) -> QueryResult<i64> {
+    diesel::insert_into(revocation_rule::table)
+        .values(rule)
+        .returning(revocation_rule::id)
+        .get_result(conn)
+}
+
+/// Rules that may still cover a live token (`expires_at` after `now`), oldest first.
+pub fn in_force(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<RevocationRuleRow>> {
+    revocation_rule::table
+        .filter(revocation_rule::expires_at.gt(now))
+        .select(RevocationRuleRow::as_select())
+        .order(revocation_rule::id.asc())
+        .load(conn)
+}
+
+/// Deletes rules that no live token can fall under any more.
+pub fn delete_expired(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(revocation_rule::table.filter(revocation_rule::expires_at.lt(cutoff)))
+        .execute(conn)
+}
+
+/// Recomputes `identity.expires_at` (latest unrevoked expiry) of these identities, 500 per
+/// statement.
+pub fn refresh_expiries(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<usize> {
+    let mut changed = 0;
+    for chunk in ids.chunks(500) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // Ids are integers formatted here, not input: nothing to escape.
+        changed += diesel::sql_query(format!(
+            "UPDATE identity SET expires_at = (SELECT MAX(t.expires_at) FROM issued_token t \
+             WHERE t.identity_id = identity.id AND t.revoked_at IS NULL) WHERE id IN ({list})"
+        ))
+        .execute(conn)?;
+    }
+    Ok(changed)
+}
