@@ -216,8 +216,7 @@ pub fn run(command: Command) -> ExitCode {
 
 fn serve_cmd(serve: ServeArgs, args: SettingsArgs) -> Result<(), String> {
     let mut settings = args.into_settings()?;
-    settings.listen = serve.listen;
-    settings.workers = serve.workers;
+    serve.apply(&mut settings)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)
             .await
