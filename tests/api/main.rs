@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod expiry_webhook;
 mod openapi;
+mod proxies;
 mod replicas;
 mod revocation;
 mod runbook;
