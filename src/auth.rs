@@ -10,6 +10,7 @@ use crate::accounts::users::Role;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::error::{ApiError, Code};
+use crate::routes::forwarded::client_ip;
 use crate::scope::Scope;
 use crate::telemetry::{self, RequestIdentity, Verification};
 use crate::tokens::{Claims, IdentityType, TokenError};
@@ -66,7 +67,7 @@ impl Principal {
     pub fn actor(&self, req: &HttpRequest) -> Actor {
         Actor {
             identity_id: Some(self.claims.identity_id),
-            remote_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            remote_addr: client_ip(req).map(|ip| ip.to_string()),
         }
     }
 }
@@ -147,7 +148,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
                 TokenError::Invalid(_) => Verification::Invalid,
             });
             if let TokenError::Revoked { jti, identity_id } = &e {
-                let remote = req.peer_addr().map(|a| a.ip().to_string());
+                let remote = client_ip(req).map(|ip| ip.to_string());
                 state
                     .usage
                     .revoked_use(*jti, *identity_id, remote, req.path());

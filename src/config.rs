@@ -2,10 +2,12 @@
 //! once at start. Everything after start-up works with a [`Settings`] it can trust.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::scope::{Scope, ScopePolicy};
@@ -91,6 +93,58 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The peers whose forwarding headers (`X-Forwarded-For`, `X-Forwarded-Uri`, `Forwarded`, …)
+/// are believed: `TOKEND_TRUSTED_PROXIES`, a comma list of CIDRs. Empty: nobody's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// The default: loopback only (a proxy on the same host).
+    pub const DEFAULT: &'static str = "127.0.0.0/8,::1/128";
+    /// Trusts no one.
+    pub const NONE: TrustedProxies = TrustedProxies(Vec::new());
+
+    /// `10.0.0.0/8, 192.0.2.7, ::1/128`: CIDRs or single addresses, comma-separated. An empty
+    /// list trusts no one.
+    pub fn parse(raw: &str) -> Result<TrustedProxies, String> {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "'{}' is not a CIDR such as 10.0.0.0/8, 192.0.2.7 or ::1/128",
+                            s.escape_debug()
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    /// Whether `ip` is one of the trusted proxies (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl Default for TrustedProxies {
+    fn default() -> Self {
+        TrustedProxies::parse(Self::DEFAULT).unwrap_or(Self::NONE)
+    }
+}
+
+impl fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nets: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&nets.join(","))
+    }
+}
+
 /// How tokens are signed.
 #[derive(Clone)]
 pub enum JwtAlgorithm {
@@ -136,6 +190,8 @@ pub struct Settings {
     pub key_encryption_key: Option<SecretString>,
     /// HTTP worker threads; `None`: one per core.
     pub workers: Option<usize>,
+    /// Whose forwarding headers count (`TOKEND_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
     /// Password hashing cost (argon2id): memory in KiB, iterations, parallelism.
     pub argon2: Argon2Cost,
     /// Failed logins for one login within `login_window` before further attempts get 429.
@@ -190,6 +246,7 @@ impl Settings {
             db_wait: Duration::from_secs(30),
             key_encryption_key: None,
             workers: None,
+            trusted_proxies: TrustedProxies::default(),
             argon2: Argon2Cost::default(),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
@@ -350,6 +407,22 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "TOKEND_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Proxies whose forwarding headers (X-Forwarded-For, X-Real-IP, X-Forwarded-Uri,
+    /// X-Original-URI, X-Forwarded-Prefix, Forwarded) count: comma list of CIDRs; "" trusts none.
+    #[arg(long, env = "TOKEND_TRUSTED_PROXIES", default_value = TrustedProxies::DEFAULT)]
+    pub trusted_proxies: String,
+}
+
+impl ServeArgs {
+    /// Puts the serve-only flags into `settings`. Errors name the variable at fault.
+    pub fn apply(self, settings: &mut Settings) -> Result<(), String> {
+        settings.listen = self.listen;
+        settings.workers = self.workers;
+        settings.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| format!("TOKEND_TRUSTED_PROXIES: {e}"))?;
+        Ok(())
+    }
 }
 
 impl SettingsArgs {
@@ -533,5 +606,24 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(shown, "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let default = TrustedProxies::default();
+        assert_eq!(default.to_string(), "127.0.0.0/8,::1/128");
+        assert!(default.contains("127.0.0.1".parse().unwrap()));
+        assert!(default.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(default.contains("::1".parse().unwrap()));
+        assert!(!default.contains("10.0.0.1".parse().unwrap()));
+        let list = TrustedProxies::parse(" 10.0.0.0/8 , 192.0.2.7,2001:db8::/32").unwrap();
+        assert_eq!(list.to_string(), "10.0.0.0/8,192.0.2.7/32,2001:db8::/32");
+        assert!(list.contains("10.1.2.3".parse().unwrap()));
+        assert!(!list.contains("192.0.2.8".parse().unwrap()));
+        assert_eq!(TrustedProxies::parse("").unwrap().to_string(), "");
+        for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8;1.2.3.4", "::1/129"] {
+            let err = TrustedProxies::parse(bad).unwrap_err();
+            assert!(err.contains("is not a CIDR"), "{bad}: {err}");
+        }
     }
 }

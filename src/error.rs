@@ -38,6 +38,7 @@ pub enum Code {
     TriggerTypeNotAllowed,
     ExecutionMismatch,
     IpNotAllowed,
+    AmbiguousOriginalUri,
     NotFound,
     MethodNotAllowed,
     AccountRevoked,
@@ -75,6 +76,7 @@ impl Code {
             Code::TriggerTypeNotAllowed => "trigger_type_not_allowed",
             Code::ExecutionMismatch => "execution_mismatch",
             Code::IpNotAllowed => "ip_not_allowed",
+            Code::AmbiguousOriginalUri => "ambiguous_original_uri",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::AccountRevoked => "account_revoked",
@@ -111,7 +113,8 @@ impl Code {
             | Code::TriggerTypeNotAllowed
             | Code::ExecutionMismatch
             | Code::IpNotAllowed
-            | Code::AccountDisabled => StatusCode::FORBIDDEN,
+            | Code::AccountDisabled
+            | Code::AmbiguousOriginalUri => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::AccountRevoked

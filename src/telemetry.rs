@@ -210,7 +210,8 @@ pub fn access_log_enabled() -> bool {
 pub struct RequestIdentity(pub i64);
 
 /// One access-log line and one latency sample per request. The line never holds a token:
-/// `method=GET route=/service-accounts/{id} status=200 latency_ms=0.84 identity=5 peer=10.0.0.7`.
+/// `method=GET route=/service-accounts/{id} status=200 latency_ms=0.84 identity=5 peer=10.0.0.7 client=198.51.100.7`
+/// (`peer` is the TCP peer; `client` what a trusted proxy reports, else the peer).
 pub async fn access(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -218,6 +219,9 @@ pub async fn access(
     let started = Instant::now();
     let method = method_label(req.method());
     let peer = req.peer_addr().map(|a| a.ip());
+    let client = access_log_enabled()
+        .then(|| crate::routes::forwarded::client_ip(req.request()))
+        .flatten();
     let result = next.call(req).await;
     let (status, route, identity) = match &result {
         Ok(res) => (
@@ -241,10 +245,11 @@ pub async fn access(
     if access_log_enabled() {
         log::info!(
             target: "tokend::access",
-            "method={method} route={route} status={status} latency_ms={:.2} identity={} peer={}",
+            "method={method} route={route} status={status} latency_ms={:.2} identity={} peer={} client={}",
             elapsed * 1000.0,
             identity.map_or_else(|| "-".to_owned(), |i| i.to_string()),
             peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            client.map_or_else(|| "-".to_owned(), |c| c.to_string()),
         );
     }
     result

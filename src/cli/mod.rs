@@ -235,8 +235,7 @@ fn client_exit(result: Result<(), remote::Failure>) -> ExitCode {
 
 fn serve_cmd(serve: ServeArgs, args: SettingsArgs) -> Result<(), String> {
     let mut settings = args.into_settings()?;
-    settings.listen = serve.listen;
-    settings.workers = serve.workers;
+    serve.apply(&mut settings)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)
             .await

@@ -1,8 +1,6 @@
 //! `/auth/*`: what a token says about its holder, and forward-auth for gateways.
 //! Both answer from memory: no database access.
 
-use std::net::IpAddr;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::forwarded::{self, ClientAddress, OriginalUri};
 use crate::auth::authenticate;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::{ip_allowed, normalize_request_path, path_allowed, printable, Scope};
@@ -33,16 +32,24 @@ pub struct WhoAmI<'a> {
     pub metadata: &'a Map<String, Value>,
 }
 
-/// Describes the presented token. Any valid token may ask.
+/// Describes the presented token. Any valid token may ask; a webhook token's `allowed_paths`
+/// and `ip_allowlist` hold here as at `/auth/verify`, checked against the original path and
+/// client address a trusted proxy reports, else this request's own path and peer.
 #[utoipa::path(get, path = "/auth/whoami", tag = "auth",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the token's holder", body = WhoAmI),
         (status = 401, description = "missing, invalid, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "a webhook token outside its allowed_paths or ip_allowlist, or an ambiguous original path (ambiguous_original_uri)", body = ErrorBody),
     ))]
 pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = authenticate(&req)?.claims;
-    telemetry::verification(Verification::Ok);
+    let checked = match claims.scope {
+        Scope::Webhook => check_webhook(&req, &claims, Checkpoint::Direct),
+        _ => Ok(()),
+    };
+    count(&checked);
+    checked?;
     let now = chrono::Utc::now().timestamp();
     Ok(HttpResponse::Ok().json(WhoAmI {
         identity_id: claims.identity_id,
@@ -53,6 +60,13 @@ pub async fn whoami(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         expires_in_seconds: (claims.exp - now).max(0),
         metadata: &claims.metadata,
     }))
+}
+
+fn count(checked: &Result<(), ApiError>) {
+    telemetry::verification(match checked {
+        Ok(()) => Verification::Ok,
+        Err(_) => Verification::InsufficientScope,
+    });
 }
 
 /// Conditions a gateway can put on a request, on top of a valid token.
@@ -85,22 +99,27 @@ pub struct VerifyResponse<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Forward-auth for nginx `auth_request`, Traefik ForwardAuth and Envoy: answers for any
-/// method. The original path comes from `X-Forwarded-Uri` or `X-Original-URI` and must match
-/// a webhook token's `allowed_paths`; a webhook token's `ip_allowlist` is checked against
-/// `X-Real-IP`, else the last `X-Forwarded-For` entry, else the peer address.
+/// Forward-auth for nginx `auth_request`, Caddy `forward_auth`, Traefik ForwardAuth and
+/// Envoy: answers for any method. Forwarding headers count only from a peer in
+/// `TOKEND_TRUSTED_PROXIES`. The original path comes from `X-Forwarded-Uri` or
+/// `X-Original-URI` (two sources that disagree: 403 `ambiguous_original_uri`) and must match
+/// a webhook token's `allowed_paths`; a webhook token's `ip_allowlist` is checked against the
+/// rightmost `X-Forwarded-For` entry that is not a trusted proxy (or `Forwarded: for=`, or
+/// `X-Real-IP`; sources that disagree match no allowlist), else the peer address.
 #[utoipa::path(get, path = "/auth/verify", tag = "auth",
     security(("bearer" = [])),
     params(VerifyQuery,
-        ("X-Forwarded-Uri" = Option<String>, Header, description = "original request URI (Traefik)"),
-        ("X-Original-URI" = Option<String>, Header, description = "original request URI (nginx)")),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "original request URI (Traefik, Caddy); only from a trusted proxy"),
+        ("X-Original-URI" = Option<String>, Header, description = "original request URI (nginx); only from a trusted proxy"),
+        ("X-Forwarded-For" = Option<String>, Header, description = "client address chain; only from a trusted proxy"),
+        ("X-Real-IP" = Option<String>, Header, description = "client address (nginx); only from a trusted proxy")),
     responses(
         (status = 200, description = "the token is good for this request",
             headers(("X-Tokend-Identity-Id" = i64), ("X-Tokend-Name" = String), ("X-Tokend-Scope" = String), ("X-Tokend-Token-Id" = String)),
             body = VerifyResponse),
         (status = 400, description = "invalid query", body = ErrorBody),
         (status = 401, description = "missing, invalid, expired or revoked token", body = ErrorBody),
-        (status = 403, description = "good token, wrong place", body = ErrorBody),
+        (status = 403, description = "good token, wrong place; or an ambiguous original path (ambiguous_original_uri)", body = ErrorBody),
     ))]
 pub async fn verify(
     req: HttpRequest,
@@ -108,10 +127,7 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     let claims = authenticate(&req)?.claims;
     let checked = check_conditions(&req, &claims, &query);
-    telemetry::verification(match checked {
-        Ok(()) => Verification::Ok,
-        Err(_) => Verification::InsufficientScope,
-    });
+    count(&checked);
     checked?;
     Ok(super::verified_answer::respond(&claims))
 }
@@ -167,19 +183,33 @@ fn check_conditions(
         }
     }
     if claims.scope == Scope::Webhook {
-        check_webhook(req, claims)?;
+        check_webhook(req, claims, Checkpoint::ForwardAuth)?;
     }
     Ok(())
 }
 
-fn check_webhook(req: &HttpRequest, claims: &Claims) -> Result<(), ApiError> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let Some(original) = header("x-forwarded-uri").or_else(|| header("x-original-uri")) else {
+/// Where a webhook token is checked: forward-auth is about another request, whose path only
+/// a proxy can report; any other call is itself the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    ForwardAuth,
+    Direct,
+}
+
+/// A webhook token's `allowed_paths` and `ip_allowlist`, against what
+/// [`forwarded`] says the original path and client are.
+fn check_webhook(req: &HttpRequest, claims: &Claims, at: Checkpoint) -> Result<(), ApiError> {
+    let original = forwarded::original_uri(req)?;
+    if at == Checkpoint::ForwardAuth && matches!(original, OriginalUri::Own(_)) {
+        let ignored = forwarded::ignored_forwarding(req).map_or_else(String::new, |peer| {
+            format!(" (the forwarding headers from {peer} were ignored: it is not in TOKEND_TRUSTED_PROXIES)")
+        });
         return Err(ApiError::new(
             Code::PathNotAllowed,
-            "a webhook token is only accepted with the original path in X-Forwarded-Uri or X-Original-URI",
+            format!("a webhook token is only accepted with the original path in X-Forwarded-Uri or X-Original-URI from a trusted proxy{ignored}"),
         ));
-    };
+    }
+    let original = original.as_str();
     let allowed = claims
         .metadata
         .get("allowed_paths")
@@ -201,34 +231,16 @@ fn check_webhook(req: &HttpRequest, claims: &Claims) -> Result<(), ApiError> {
         .get("ip_allowlist")
         .and_then(Value::as_array)
     {
-        let client = client_ip(req);
-        if !client.is_some_and(|ip| ip_allowed(allowlist, ip)) {
-            return Err(ApiError::new(
-                Code::IpNotAllowed,
-                format!(
-                    "this webhook token may not be used from {}",
-                    client
-                        .map(|ip| ip.to_string())
-                        .unwrap_or_else(|| "an unknown address".into())
-                ),
-            ));
-        }
+        let from = match forwarded::client_address(req) {
+            ClientAddress::Known(ip) if ip_allowed(allowlist, ip) => return Ok(()),
+            ClientAddress::Known(ip) => ip.to_string(),
+            ClientAddress::Ambiguous => "an ambiguous address (the proxy passed on X-Forwarded-For, Forwarded or X-Real-IP naming different clients)".into(),
+            ClientAddress::Unknown => "an unknown address".into(),
+        };
+        return Err(ApiError::new(
+            Code::IpNotAllowed,
+            format!("this webhook token may not be used from {from}"),
+        ));
     }
     Ok(())
-}
-
-/// The client address as the gateway in front of us saw it.
-fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Some(ip) = header("x-real-ip").and_then(|v| v.trim().parse().ok()) {
-        return Some(ip);
-    }
-    // The last entry is the one added by the proxy closest to us; earlier ones are client-supplied.
-    if let Some(ip) = header("x-forwarded-for")
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|v| v.trim().parse().ok())
-    {
-        return Some(ip);
-    }
-    req.peer_addr().map(|a| a.ip())
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod extract;
+pub mod forwarded;
 pub mod health;
 pub mod introspect;
 pub mod keys;

@@ -68,7 +68,7 @@ pub async fn login(
         ttl_days: body.ttl_days,
         ..TtlFields::default()
     })?;
-    let remote = req.peer_addr().map(|a| a.ip().to_string());
+    let remote = super::forwarded::client_ip(&req).map(|ip| ip.to_string());
     let attempt = with_db(&state, move |s, conn| {
         sessions::login(
             conn,

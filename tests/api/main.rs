@@ -13,6 +13,7 @@ mod containment;
 mod errors;
 mod expiry_webhook;
 mod openapi;
+mod proxies;
 mod replicas;
 mod revocation;
 mod runbook;
