@@ -151,6 +151,64 @@ async function load() {
   if (!all.length) container.append(el("p", "No service accounts yet."));
 }
 
+async function changeUser(user, change, what) {
+  if (!confirm(`${what} ${user.login}? Every token of theirs is revoked at once.`)) return;
+  try {
+    const res = change === null
+      ? await api("DELETE", `/users/${user.identity_id}`)
+      : await api("PATCH", `/users/${user.identity_id}`, change);
+    say(`${what}: ${res.login} (${res.revoked_tokens} token(s) revoked).`);
+    await loadUsers();
+  } catch (e) { say(`${what} failed: ${e.message}`, true); }
+}
+
+async function enableUser(user) {
+  try {
+    await api("PATCH", `/users/${user.identity_id}`, { disabled: false });
+    say(`Enabled ${user.login}.`);
+    await loadUsers();
+  } catch (e) { say(`Enabling failed: ${e.message}`, true); }
+}
+
+function usersTable(users) {
+  const t = el("table");
+  const head = el("tr");
+  for (const h of ["ID", "Login", "Role", "Status", "Last used", "Actions"]) head.append(el("th", h, { scope: "col" }));
+  const thead = el("thead");
+  thead.append(head);
+  t.append(thead);
+  const body = el("tbody");
+  for (const u of users) {
+    const row = el("tr", undefined, { "data-user": u.identity_id });
+    const status = u.disabled ? "disabled" : "enabled";
+    row.append(el("td", u.identity_id), el("td", u.login), el("td", u.role), el("td", status, { class: u.disabled ? "revoked" : "" }));
+    row.append(el("td", u.last_used_at || "never"));
+    const actions = el("td", undefined, { class: "actions" });
+    const other = u.role === "admin" ? "viewer" : "admin";
+    const buttons = [
+      u.disabled ? ["Enable", () => enableUser(u)] : ["Disable", () => changeUser(u, { disabled: true }, "Disable")],
+      [`Make ${other}`, () => changeUser(u, { role: other }, `Make ${other}`)],
+      ["Delete", () => changeUser(u, null, "Delete")],
+    ];
+    for (const [label, action] of buttons) {
+      const b = el("button", label, { type: "button", "aria-label": `${label} user ${u.login}` });
+      if (label === "Disable" || label === "Delete") b.classList.add("danger");
+      b.addEventListener("click", action);
+      actions.append(b);
+    }
+    row.append(actions);
+    body.append(row);
+  }
+  t.append(body);
+  return t;
+}
+
+async function loadUsers() {
+  const list = await api("GET", "/users");
+  const container = $("user-list");
+  container.replaceChildren(list.data.length ? usersTable(list.data) : el("p", "No users yet."));
+}
+
 async function enter() {
   let me;
   try {
@@ -166,8 +224,10 @@ async function enter() {
     $("signin").hidden = true;
     $("accounts").hidden = false;
     $("create").hidden = false;
+    $("users").hidden = false;
     $("signout").hidden = false;
     await load();
+    await loadUsers();
     say("");
   } catch (e) {
     say(`Loading the accounts failed: ${e.message}`, true);

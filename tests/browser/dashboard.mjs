@@ -70,6 +70,24 @@ try {
   const res = await fetch(`${url}/auth/whoami`, { headers: { Authorization: `Bearer ${newToken}` } });
   assert.equal(res.status, 401);
   assert.equal((await res.json()).error.code, "token_revoked");
+
+  // Users: disable one from the dashboard; their session is refused at once.
+  const auth = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
+  const login = `browser${Date.now()}`;
+  const added = await fetch(`${url}/users`, { method: "POST", headers: auth, body: JSON.stringify({ login, password: "correct horse battery", role: "viewer" }) });
+  assert.equal(added.status, 201);
+  const session = await (await fetch(`${url}/auth/login`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ login, password: "correct horse battery" }) })).json();
+  await page.reload();
+  const userRow = page.locator("tr", { hasText: login });
+  await userRow.waitFor();
+  assert.match(await userRow.textContent(), /viewer.*enabled/);
+  page.once("dialog", (d) => d.accept());
+  await userRow.getByRole("button", { name: `Disable user ${login}` }).click();
+  await page.getByText(new RegExp(`Disable: ${login} \\(1 token`)).waitFor();
+  assert.match(await page.locator("tr", { hasText: login }).textContent(), /disabled/);
+  const refused = await fetch(`${url}/auth/whoami`, { headers: { Authorization: `Bearer ${session.token}` } });
+  assert.equal(refused.status, 401, "the disabled user's session is refused");
+
   assert.deepEqual(errors, [], "no errors in the page");
   console.log("dashboard: ok");
 } catch (e) {
