@@ -90,6 +90,10 @@ pub struct TokenRecord {
     /// First 16 hex digits of the token's SHA-256.
     #[schema(example = "3f7a9c01b2d4e6f8")]
     pub fingerprint: String,
+    /// The first token of this token's refresh chain; revoking any member revokes them all.
+    pub family_id: Option<String>,
+    /// The token this one was refreshed from.
+    pub parent_token_id: Option<String>,
 }
 
 impl TokenRecord {
@@ -101,6 +105,8 @@ impl TokenRecord {
             expires_at: time::from_db(row.expires_at),
             revoked_at: row.revoked_at.map(time::from_db),
             fingerprint: row.fingerprint,
+            family_id: row.family_id,
+            parent_token_id: row.parent_jti,
         })
     }
 }

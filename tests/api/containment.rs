@@ -192,6 +192,25 @@ async fn revoking_a_token_revokes_its_family(backend: Backend) {
     let (status, third) = refresh(&app, token(&second), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{third}");
     let unrelated = app.create_account(sensor("sensor:family")).await;
+    // The lineage shows in the account's token list.
+    let (_, detail) = app
+        .admin(
+            Method::GET,
+            &format!("/service-accounts/{}", created["identity_id"]),
+            None,
+        )
+        .await;
+    let tokens = detail["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 3, "{detail}");
+    assert!(
+        tokens.iter().all(|t| t["family_id"] == created["token_id"]),
+        "{detail}"
+    );
+    let newest = tokens
+        .iter()
+        .find(|t| t["token_id"] == third["token_id"])
+        .expect("the third token");
+    assert_eq!(newest["parent_token_id"], second["token_id"]);
 
     // Revoking the first token of the chain takes the refreshed ones with it.
     let (status, body) = app
@@ -460,7 +479,89 @@ async fn expired_rules_are_pruned(backend: Backend) {
     assert_eq!(rules["data"], json!([]));
 }
 
+/// `tokend user …` and `tokend revoke …` against a running server.
+async fn containment_from_the_command_line(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let run = |args: &str, stdin: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOKEND_URL", &app.address)
+            .env("TOKEND_TOKEN", &app.admin_token)
+            .args(args.split_whitespace());
+        let input = stdin.map(str::to_owned);
+        async move {
+            match input {
+                Some(input) => {
+                    let out = crate::helpers::run_with_stdin(cmd, input).await;
+                    (
+                        out.status.code().unwrap_or(-1),
+                        String::from_utf8_lossy(&out.stdout).into_owned(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    )
+                }
+                None => crate::helpers::run_command(cmd).await,
+            }
+        }
+    };
+    let alice = app.add_user("alice", PW, "admin").await;
+    let id = alice["identity_id"].as_i64().unwrap();
+    let session = app.login_token("alice", PW).await;
+
+    let (status, stdout, stderr) = run("user list", None).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stdout.contains("alice") && stdout.contains("enabled"),
+        "{stdout}"
+    );
+    let (status, stdout, stderr) = run(&format!("user disable {id}"), None).await;
+    assert_eq!(status, 0, "{stderr}");
+    let changed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            changed["disabled"].as_bool(),
+            changed["revoked_tokens"].as_u64()
+        ),
+        (Some(true), Some(1))
+    );
+    assert_refused(&app, &session, "disabled from the CLI").await;
+    let (status, _, stderr) = run(&format!("user enable {id}"), None).await;
+    assert_eq!(status, 0, "{stderr}");
+    let (status, _, stderr) = run(
+        &format!("user set {id} --password-stdin"),
+        Some("another good password\n"),
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    app.login_token("alice", "another good password").await;
+    let (status, _, stderr) = run("user show 999999", None).await;
+    assert_eq!(status, 1, "a refusal is exit 1: {stderr}");
+
+    app.create_account(sensor("sensor:cli.a")).await;
+    let kept = app.create_account(sensor("sensor:cli.b")).await;
+    let (status, stdout, stderr) = run(
+        "revoke --scope sensor --name sensor:cli.a --issued-before 2099-01-01T00:00:00Z --dry-run",
+        None,
+    )
+    .await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("1 live token(s) would be revoked"),
+        "{stdout}"
+    );
+    let (status, stdout, stderr) =
+        run("revoke --scope sensor --name sensor:cli.a --json", None).await;
+    assert_eq!(status, 0, "{stderr}");
+    let outcome: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome["matched"], 1);
+    assert_accepted(&app, token(&kept), "another name").await;
+    let (status, _, stderr) = run("revoke", None).await;
+    assert_eq!(status, 1, "no selector is refused: {stderr}");
+    assert!(stderr.contains("at least one selector"), "{stderr}");
+}
+
 crate::both_backends!(
+    containment_from_the_command_line,
     users_are_listed_changed_and_deleted,
     a_disabled_user_is_refused_on_every_replica,
     revoking_a_token_revokes_its_family,

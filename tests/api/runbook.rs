@@ -87,9 +87,18 @@ async fn expiry_one_liner(backend: Backend) {
             );
         }
     }
-    // Every token still verifies, and the payload is plain JSON to any JWT library.
+    // Every token still verifies (introspection: a webhook token may only call its own
+    // paths, not whoami), and the payload is plain JSON to any JWT library.
     for token in &tokens {
-        assert_eq!(app.whoami(token).await.0, reqwest::StatusCode::OK);
+        let (status, active) = app
+            .admin(
+                reqwest::Method::POST,
+                "/auth/introspect",
+                Some(&json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+        assert_eq!(active["active"], true, "{active}");
         let claims: serde_json::Value =
             jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap();
         assert!(claims["exp"].is_i64());
