@@ -316,6 +316,38 @@ fn refine_schemas(doc: &mut Value, policy: &ScopePolicy) {
     if let Some(s) = schemas.get_mut("RefreshRequest") {
         s["additionalProperties"] = json!(false);
     }
+    if let Some(s) = schemas.get_mut("RevocationRequest") {
+        let name = json!({"type": ["string", "null"], "pattern": rules::NAME, "maxLength": rules::NAME_MAX});
+        for field in ["name", "name_prefix", "key_id"] {
+            s["properties"][field] = name.clone();
+        }
+        s["properties"]["user"] = json!({"type": ["string", "null"], "pattern": rules::LOGIN});
+        s["properties"]["reason"] = reason.clone();
+        s["additionalProperties"] = json!(false);
+        // At least one selector (reason and dry_run alone select nothing).
+        let selectors = [
+            "scope",
+            "name",
+            "name_prefix",
+            "identity_id",
+            "user",
+            "issued_before",
+            "key_id",
+        ];
+        s["anyOf"] = selectors
+            .iter()
+            .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
+            .collect();
+    }
+    if let Some(s) = schemas.get_mut("UserPatch") {
+        s["properties"]["password"] =
+            json!({"type": ["string", "null"], "minLength": 8, "maxLength": 1024});
+        s["additionalProperties"] = json!(false);
+        s["anyOf"] = ["role", "disabled", "password"]
+            .iter()
+            .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
+            .collect();
+    }
 }
 
 /// Query parameters whose allowed values utoipa cannot express from the raw-string fields.

@@ -30,8 +30,8 @@ pub struct RevocationRequest {
     /// Tokens of accounts whose name starts with this (e.g. `sensor:core.`).
     pub name_prefix: Option<String>,
     /// Tokens of this account (service account or user).
-    #[schema(minimum = 1)]
-    pub identity_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub identity_id: Option<serde_json::Value>,
     /// Tokens of the user with this login.
     pub user: Option<String>,
     /// Tokens issued at or before this time (RFC 3339). A time in the future means now:
@@ -113,18 +113,27 @@ fn parse(body: RevocationRequest) -> Result<BulkRevocation, ApiError> {
                 })
         })
         .transpose()?;
-    if body.identity_id.is_some_and(|id| id < 1) {
-        return Err(ApiError::new(
-            Code::InvalidRequest,
-            "identity_id must be a positive integer",
-        ));
-    }
+    let identity_id = body
+        .identity_id
+        .filter(|v| !v.is_null())
+        .map(|v| {
+            crate::scope::rules::whole_number(&v)
+                .and_then(|n| i64::try_from(n).ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        Code::InvalidRequest,
+                        "identity_id must be a positive integer",
+                    )
+                })
+        })
+        .transpose()?;
     Ok(BulkRevocation {
         selector: Selector {
             scope: body.scope.as_deref().map(Scope::parse).transpose()?,
             name: name("name", body.name)?,
             name_prefix: name("name_prefix", body.name_prefix)?,
-            identity_id: body.identity_id,
+            identity_id,
             key_id: name("key_id", body.key_id)?,
         },
         user: body.user.as_deref().map(Login::parse).transpose()?,
