@@ -7,7 +7,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
+use crate::accounts::hasher::Hasher;
 use crate::accounts::passwords::Passwords;
+use crate::accounts::throttle::{LoginThrottle, ThrottlePolicy};
 use crate::config::Settings;
 use crate::db::{self, DbError, DbManager, Pool};
 use crate::error::cause_chain;
@@ -22,7 +24,9 @@ pub struct AppState {
     pub manager: DbManager,
     pub settings: Arc<Settings>,
     pub tokens: Arc<TokenService>,
-    pub passwords: Arc<Passwords>,
+    /// Password hashing on its own bounded set of threads.
+    pub hasher: Arc<Hasher>,
+    pub logins: Arc<LoginThrottle>,
     pub usage: Arc<UsageRecorder>,
 }
 
@@ -113,14 +117,24 @@ impl Application {
                 source,
             })?
             .port();
-        let passwords = Arc::new(Passwords::new(settings.argon2).map_err(StartError::Config)?);
+        let passwords = Passwords::new(settings.argon2).map_err(StartError::Config)?;
+        let hasher = Hasher::start(
+            passwords,
+            settings.password_workers,
+            settings.password_queue,
+        )
+        .map_err(|e| {
+            StartError::Config(format!("cannot start the password hashing threads: {e}"))
+        })?;
+        let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
             settings: settings.clone(),
             tokens: opened.tokens.clone(),
-            passwords,
+            hasher: Arc::new(hasher),
+            logins: logins.clone(),
             usage: usage.clone(),
         });
         let app_state = state.clone();
@@ -164,6 +178,10 @@ impl Application {
             settings.jwks_max_age,
         ));
         actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
+        actix_web::rt::spawn(crate::accounts::throttle::flush_forever(
+            opened.pool.clone(),
+            logins,
+        ));
         let (tokens, leeway) = (opened.tokens.clone(), settings.leeway.as_secs() as i64);
         actix_web::rt::spawn(async move {
             // Keep the verified-token cache to live tokens of the current keys.

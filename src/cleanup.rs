@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{locks, logins, revocations, rules, tokens};
+use crate::db::queries::{locks, revocations, rules, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -99,9 +99,6 @@ pub fn run(
         })?;
         // Rules that no live token can fall under any more.
         report.deleted_rules = rules::delete_expired(&mut conn, revocation_cutoff)? as u64;
-        // Login attempts older than the lockout window no longer count.
-        let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
-        logins::prune(&mut conn, time::to_db(now - window))?;
         Ok(())
     })();
     report.took_ms = started.elapsed().as_millis() as u64;

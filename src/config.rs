@@ -194,9 +194,18 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// Password hashing cost (argon2id): memory in KiB, iterations, parallelism.
     pub argon2: Argon2Cost,
-    /// Failed logins for one login within `login_window` before further attempts get 429.
+    /// Threads that hash and check passwords (default: one per core), and how many hashes
+    /// may wait for one before a login is answered 429 at once.
+    pub password_workers: usize,
+    pub password_queue: usize,
+    /// Login throttling (see [`crate::accounts::throttle`]): failed logins for one login from
+    /// one client address before each further attempt waits, the first wait (doubling with
+    /// each failure), the longest wait (also how long failures are remembered), and failed
+    /// logins one address may make for all logins together per window.
     pub login_max_failures: u32,
+    pub login_delay: Duration,
     pub login_window: Duration,
+    pub login_address_max_failures: u32,
     /// A successful login revokes that user's earlier cli tokens.
     pub login_revokes_previous: bool,
     /// Where expiry warnings go (off when `None`).
@@ -248,8 +257,12 @@ impl Settings {
             workers: None,
             trusted_proxies: TrustedProxies::default(),
             argon2: Argon2Cost::default(),
+            password_workers: default_password_workers(),
+            password_queue: 16 * default_password_workers(),
             login_max_failures: 5,
+            login_delay: Duration::from_secs(1),
             login_window: Duration::from_secs(15 * 60),
+            login_address_max_failures: 100,
             login_revokes_previous: false,
             expiry_webhook: None,
             key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
@@ -342,12 +355,25 @@ pub struct SettingsArgs {
     #[arg(long, env = "TOKEND_ARGON2_PARALLELISM", default_value_t = argon2::Params::DEFAULT_P_COST)]
     pub argon2_parallelism: u32,
 
-    /// Failed logins for one login within the window before further attempts get 429.
+    /// Password hashing threads (default: one per core).
+    #[arg(long, env = "TOKEND_PASSWORD_WORKERS")]
+    pub password_workers: Option<usize>,
+    /// Password checks that may wait for a hashing thread; past that, logins get 429 at once
+    /// (default: 16 per thread).
+    #[arg(long, env = "TOKEND_PASSWORD_QUEUE")]
+    pub password_queue: Option<usize>,
+    /// Failed logins for one login from one client address before each further attempt waits.
     #[arg(long, env = "TOKEND_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
-    /// The lockout window (e.g. 15m).
+    /// The first wait after those failures; it doubles with each further failure (e.g. 1s).
+    #[arg(long, env = "TOKEND_LOGIN_DELAY", default_value = "1s")]
+    pub login_delay: String,
+    /// The longest wait, and how long failures are remembered (e.g. 15m).
     #[arg(long, env = "TOKEND_LOGIN_WINDOW", default_value = "15m")]
     pub login_window: String,
+    /// Failed logins one client address may make per window, for all logins together.
+    #[arg(long, env = "TOKEND_LOGIN_ADDRESS_MAX_FAILURES", default_value_t = 100)]
+    pub login_address_max_failures: u32,
     /// A successful login revokes that user's earlier cli tokens.
     #[arg(long, env = "TOKEND_LOGIN_REVOKES_PREVIOUS", default_value_t = false, action = clap::ArgAction::Set)]
     pub login_revokes_previous: bool,
@@ -498,7 +524,20 @@ impl SettingsArgs {
             return Err("TOKEND_LOGIN_MAX_FAILURES must be at least 1".into());
         }
         s.login_max_failures = self.login_max_failures;
+        s.login_delay = positive("TOKEND_LOGIN_DELAY", &self.login_delay)?;
         s.login_window = positive("TOKEND_LOGIN_WINDOW", &self.login_window)?;
+        if s.login_delay > s.login_window {
+            return Err("TOKEND_LOGIN_DELAY must not be longer than TOKEND_LOGIN_WINDOW".into());
+        }
+        if self.login_address_max_failures == 0 {
+            return Err("TOKEND_LOGIN_ADDRESS_MAX_FAILURES must be at least 1".into());
+        }
+        s.login_address_max_failures = self.login_address_max_failures;
+        if self.password_workers == Some(0) {
+            return Err("TOKEND_PASSWORD_WORKERS must be at least 1".into());
+        }
+        s.password_workers = self.password_workers.unwrap_or(s.password_workers);
+        s.password_queue = self.password_queue.unwrap_or(16 * s.password_workers);
         s.login_revokes_previous = self.login_revokes_previous;
         s.key_rotation_period = match self.key_rotation_period.trim() {
             "off" | "never" | "0" => None,
@@ -557,6 +596,11 @@ impl SettingsArgs {
         }
         Ok(s)
     }
+}
+
+/// One password hashing thread per core.
+fn default_password_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn non_empty(name: &str, v: String) -> Result<String, String> {

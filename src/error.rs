@@ -51,7 +51,7 @@ pub enum Code {
     UriTooLong,
     HeadersTooLarge,
     UnsupportedMediaType,
-    TooManyRequests,
+    TooManyAttempts,
     DatabaseUnavailable,
     InternalError,
 }
@@ -89,7 +89,7 @@ impl Code {
             Code::UriTooLong => "uri_too_long",
             Code::HeadersTooLarge => "headers_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
-            Code::TooManyRequests => "too_many_requests",
+            Code::TooManyAttempts => "too_many_attempts",
             Code::DatabaseUnavailable => "database_unavailable",
             Code::InternalError => "internal_error",
         }
@@ -126,7 +126,7 @@ impl Code {
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,12 +1,14 @@
 //! Service accounts: create, issue tokens, list, read, revoke.
 
 pub mod bulk;
+pub mod hasher;
 pub mod input;
 pub mod model;
 pub mod passwords;
 pub mod revoke;
 pub mod service;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 pub use input::{AccountName, Description, Reason};

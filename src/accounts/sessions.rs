@@ -1,8 +1,9 @@
 //! Logins, refreshes and logouts.
 //!
-//! Login lockout: an attempt is recorded *before* the password is checked (under a per-login
-//! lock) and removed only when it succeeds. So however many attempts arrive in parallel, at
-//! most `login_max_failures` of them within the window get a password checked.
+//! A login is three steps, none holding a database connection while a password is hashed:
+//! [`find_candidate`] reads the account (a short read), the caller checks the password on
+//! the hashing workers ([`super::hasher`]) behind the throttle ([`super::throttle`]), and
+//! [`complete_login`] issues the token in one transaction.
 
 use std::time::Duration;
 
@@ -10,18 +11,18 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::passwords::{Password, Passwords};
 use super::revoke::revoke_live_tokens;
 use super::service::{issue_in_transaction, issue_refreshed};
+use super::throttle::{record_failures, FailedLogins};
 use super::users::{Login, User};
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::models::NewRevocation;
+use crate::db::models::{IdentityRow, NewRevocation};
 use crate::db::queries::identities::{self, USER};
-use crate::db::queries::{logins, revocations, tokens as token_rows};
+use crate::db::queries::{revocations, tokens as token_rows};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{ApiError, Code};
-use crate::scope::{RequestedTtl, Scope};
+use crate::scope::Scope;
 use crate::time;
 use crate::tokens::{Claims, IdentityType, MintedToken, TokenService, TokenSubject};
 
@@ -39,82 +40,50 @@ pub fn invalid_credentials() -> ApiError {
     ApiError::new(Code::InvalidCredentials, "invalid login or password")
 }
 
-/// Checks a login and password and issues a `cli` token. Blocking (argon2).
-#[allow(clippy::too_many_arguments)]
-pub fn login(
+/// The account a login names, if it may log in; read before the password is checked.
+#[derive(Debug)]
+pub struct Candidate(Option<IdentityRow>);
+
+impl Candidate {
+    pub fn identity_id(&self) -> Option<i64> {
+        self.0.as_ref().map(|r| r.id)
+    }
+
+    /// The stored hash; `None` for an unknown login, which is checked against a dummy hash
+    /// so that it costs the same as a wrong password.
+    pub fn password_hash(&self) -> Option<String> {
+        self.0.as_ref().and_then(|r| r.password_hash.clone())
+    }
+}
+
+/// Reads the user a login names (revoked users count as unknown).
+pub fn find_candidate(conn: &mut DbConnection, login: &Login) -> Result<Candidate, ApiError> {
+    let row = identities::find_by_login(conn, login.as_str())?.filter(|r| r.revoked_at.is_none());
+    Ok(Candidate(row))
+}
+
+/// Issues a `cli` token of lifetime `ttl` to a candidate whose password was right, and writes
+/// the failures of this (login, address) not yet in the audit trail before the success.
+pub fn complete_login(
     conn: &mut DbConnection,
     tokens: &TokenService,
-    passwords: &Passwords,
     settings: &Settings,
-    login: &Login,
-    password: &Password,
-    ttl: Option<RequestedTtl>,
+    candidate: Candidate,
+    ttl: Duration,
     remote_addr: Option<String>,
+    earlier: Option<&FailedLogins>,
 ) -> Result<LoggedIn, ApiError> {
-    let ttl = settings.scopes.resolve(Scope::Cli, ttl)?;
-    let window = chrono::Duration::from_std(settings.login_window).unwrap_or_default();
-
-    // 1. The gate: count recent attempts, and record this one as failed until proven otherwise.
-    write_transaction(conn, |conn| -> Result<(), ApiError> {
-        logins::lock_login(conn, login.as_str())?;
-        let now = time::now();
-        let recent = logins::recent(conn, login.as_str(), time::to_db(now - window))?;
-        if recent.len() as u64 >= u64::from(settings.login_max_failures) {
-            let oldest = recent.first().copied().map(time::from_db).unwrap_or(now);
-            let retry = (oldest + window - now).num_seconds().max(1) as u64;
-            return Err(ApiError::new(
-                Code::TooManyRequests,
-                format!("too many failed logins for this login; try again in {retry} seconds"),
-            )
-            .retry_after(retry));
-        }
-        logins::insert(
-            conn,
-            login.as_str(),
-            time::to_db(now),
-            remote_addr.as_deref(),
-        )?;
-        Ok(())
-    })?;
-
-    // 2. The password, on this blocking thread; an unknown login costs the same.
-    let row = identities::find_by_login(conn, login.as_str())?.filter(|r| r.revoked_at.is_none());
-    let ok = passwords.verify(
-        row.as_ref().and_then(|r| r.password_hash.as_deref()),
-        password,
-    );
-    let row = match (ok, row) {
-        (true, Some(row)) => row,
-        (_, row) => {
-            // Who tried is unknown: no actor, only the address and the account aimed at.
-            let anonymous = Actor {
-                identity_id: None,
-                remote_addr,
-            };
-            record(
-                conn,
-                &anonymous,
-                "login.failed",
-                row.map(|r| r.id),
-                None,
-                None,
-                json!({
-                    "login": login.as_str(),
-                }),
-            )?;
-            return Err(invalid_credentials());
-        }
-    };
+    let row = candidate.0.ok_or_else(invalid_credentials)?;
     let user = User::from_row(&row)?;
     let actor = Actor {
         identity_id: Some(user.identity_id),
         remote_addr,
     };
-
-    // 3. Success: clear the attempts and issue the token, in one transaction.
     write_transaction(conn, |conn| {
         let now = time::now();
-        logins::clear(conn, login.as_str())?;
+        if let Some(failures) = earlier {
+            record_failures(conn, failures)?;
+        }
         if identities::lock_unrevoked(conn, user.identity_id, USER, time::to_db(now))? == 0 {
             return Err(invalid_credentials());
         }

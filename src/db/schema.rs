@@ -87,15 +87,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    login_failure (id) {
-        id -> BigInt,
-        login -> Text,
-        failed_at -> Timestamp,
-        remote_addr -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
     expiry_notification (id) {
         id -> BigInt,
         token_jti -> Text,
@@ -137,7 +128,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_event,
     signing_key,
     worker_lease,
-    login_failure,
     expiry_notification,
     revocation_rule,
 );

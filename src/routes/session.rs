@@ -1,5 +1,7 @@
 //! `/auth/login`, `/auth/logout`, `/auth/refresh`: a person's CLI session and token renewal.
 
+use std::net::IpAddr;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,9 +11,9 @@ use uuid::Uuid;
 
 use super::extract::{JsonObject, OptionalJson};
 use crate::accounts::passwords::Password;
-use crate::accounts::sessions;
 use crate::accounts::users::{Login, Role};
 use crate::accounts::{self, TokenOwner};
+use crate::accounts::{sessions, throttle};
 use crate::app::{with_db, AppState};
 use crate::auth::Principal;
 use crate::error::{ApiError, Code, ErrorBody};
@@ -46,45 +48,27 @@ pub struct LoginResponse {
 }
 
 /// Logs a user in and issues a `cli` token. Every failure is the same 401
-/// `invalid_credentials`; after too many failures for a login, 429 with `Retry-After`.
+/// `invalid_credentials`. Too many failures for this login from this client address, or
+/// from this address for all logins, or every password check busy: 429 `too_many_attempts`
+/// with `Retry-After`.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "logged in", body = LoginResponse),
         (status = 400, description = "invalid request", body = ErrorBody),
         (status = 401, description = "invalid login or password", body = ErrorBody),
-        (status = 429, description = "too many failed logins; see Retry-After", body = ErrorBody),
+        (status = 429, description = "too many failed logins from this address, or too many \
+            password checks in progress; see Retry-After", body = ErrorBody),
     ))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    // Malformed logins are refused as plain bad credentials: nothing to learn from the form.
-    let login = Login::parse(&body.login).map_err(|_| sessions::invalid_credentials())?;
-    let password = Password::presented(body.password)?;
-    let ttl = RequestedTtl::from_fields(&TtlFields {
-        ttl_days: body.ttl_days,
-        ..TtlFields::default()
-    })?;
-    let remote = super::forwarded::client_ip(&req).map(|ip| ip.to_string());
-    let attempt = with_db(&state, move |s, conn| {
-        sessions::login(
-            conn,
-            &s.tokens,
-            &s.passwords,
-            &s.settings,
-            &login,
-            &password,
-            ttl,
-            remote,
-        )
-    })
-    .await;
+    let attempt = attempt_login(&state, &req, body.into_inner()).await;
     telemetry::login(match &attempt {
         Ok(_) => "success",
-        Err(e) if e.code() == Code::TooManyRequests => "locked",
+        Err(e) if e.code() == Code::TooManyAttempts => "throttled",
         Err(e) if e.code() == Code::InvalidCredentials => "invalid_credentials",
         Err(_) => "error",
     });
@@ -104,6 +88,64 @@ pub async fn login(
         login: done.user.login,
         role: done.user.role,
     }))
+}
+
+/// The client address logins are throttled by (trusted-proxy aware).
+fn client_addr(req: &HttpRequest) -> IpAddr {
+    super::forwarded::client_ip(req).unwrap_or(throttle::UNKNOWN_ADDRESS)
+}
+
+/// Throttle, read the account, check the password on the hashing workers (no connection
+/// held), issue the token.
+async fn attempt_login(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: LoginRequest,
+) -> Result<sessions::LoggedIn, ApiError> {
+    // Malformed logins are refused as plain bad credentials: nothing to learn from the form.
+    let login = Login::parse(&body.login).map_err(|_| sessions::invalid_credentials())?;
+    let password = Password::presented(body.password)?;
+    let ttl = RequestedTtl::from_fields(&TtlFields {
+        ttl_days: body.ttl_days,
+        ..TtlFields::default()
+    })?;
+    let ttl = state.settings.scopes.resolve(Scope::Cli, ttl)?;
+    let addr = client_addr(req);
+    let attempt = state.logins.admit(login.as_str(), addr)?;
+    let candidate = with_db(state, move |_, conn| sessions::find_candidate(conn, &login)).await?;
+    if !state
+        .hasher
+        .verify(candidate.password_hash(), password)
+        .await?
+    {
+        attempt.failed(candidate.identity_id());
+        return Err(sessions::invalid_credentials());
+    }
+    let earlier = attempt.take_failures();
+    let written = earlier.clone();
+    let remote = Some(addr.to_string());
+    let done = with_db(state, move |s, conn| {
+        sessions::complete_login(
+            conn,
+            &s.tokens,
+            &s.settings,
+            candidate,
+            ttl,
+            remote,
+            written.as_ref(),
+        )
+    })
+    .await;
+    match done {
+        Ok(done) => {
+            attempt.succeeded();
+            Ok(done)
+        }
+        Err(e) => {
+            state.logins.restore(earlier);
+            Err(e)
+        }
+    }
 }
 
 /// What logging out did.

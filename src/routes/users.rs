@@ -49,8 +49,8 @@ pub async fn add(
     let role = Role::parse(&body.role)?;
     let password = Password::new_password(body.password)?;
     let actor = principal.actor(&req);
-    let user = with_db(&state, move |state, conn| {
-        let hash = state.passwords.hash(&password)?;
+    let hash = state.hasher.hash(password).await?;
+    let user = with_db(&state, move |_, conn| {
         users::add(conn, &login, role, &hash, &actor)
     })
     .await?;
@@ -149,9 +149,12 @@ pub async fn update(
     let role = body.role.as_deref().map(Role::parse).transpose()?;
     let password = body.password.map(Password::new_password).transpose()?;
     let actor = principal.actor(&req);
+    // Hashed on the hashing threads before the transaction: argon2 holds no connection.
+    let password_hash = match password {
+        Some(p) => Some(state.hasher.hash(p).await?),
+        None => None,
+    };
     let changed = with_db(&state, move |s, conn| {
-        // Hashed before the transaction: argon2 holds no lock.
-        let password_hash = password.map(|p| s.passwords.hash(&p)).transpose()?;
         let change = UserChange {
             role,
             disabled: body.disabled,

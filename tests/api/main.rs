@@ -5,6 +5,7 @@ mod helpers;
 
 mod jwt_attacks;
 mod keys;
+mod logins;
 mod metrics;
 
 mod agent;

@@ -1,6 +1,4 @@
-//! Users, logins, roles and the lockout.
-
-use std::time::Duration;
+//! Users, logins and roles (throttling: `logins.rs`).
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -209,87 +207,6 @@ async fn roles(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
 }
 
-async fn lockout(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.add_user("alice", PW, "admin").await;
-    app.add_user("bob", PW, "viewer").await;
-    for _ in 0..5 {
-        assert_eq!(
-            app.login("alice", "guess").await.0,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    let (status, headers, body) = app.login("alice", PW).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-        "even the right password"
-    );
-    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((850..=900).contains(&retry), "{retry}");
-    // Other logins are not affected; unknown logins lock out the same way.
-    assert_eq!(app.login("bob", PW).await.0, StatusCode::OK);
-    for _ in 0..5 {
-        assert_eq!(
-            app.login("mallory", "guess").await.0,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    assert_eq!(
-        app.login("mallory", "guess").await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-
-    // Parallel guesses cannot get past the gate: at most 5 passwords are checked.
-    let mut handles = Vec::new();
-    for _ in 0..20 {
-        let (client, url) = (app.client.clone(), app.url("/auth/login"));
-        handles.push(actix_web::rt::spawn(async move {
-            client
-                .post(url)
-                .json(&json!({"login": "bob", "password": "guess"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
-    }
-    let mut checked = 0;
-    for h in handles {
-        let status = h.await.unwrap();
-        assert!(
-            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
-            "{status}"
-        );
-        checked += usize::from(status == StatusCode::UNAUTHORIZED);
-    }
-    assert!(checked <= 5, "{checked} passwords were checked in parallel");
-    let failed = app.audit_actions("&action=login.failed").await.len();
-    assert_eq!(failed, 10 + checked);
-}
-
-async fn lockout_window_expires(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| {
-        s.login_max_failures = 2;
-        s.login_window = Duration::from_secs(2);
-    })
-    .await;
-    app.add_user("alice", PW, "admin").await;
-    app.login("alice", "x").await;
-    app.login("alice", "x").await;
-    assert_eq!(
-        app.login("alice", PW).await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    tokio::time::sleep(Duration::from_millis(3100)).await;
-    assert_eq!(app.login("alice", PW).await.0, StatusCode::OK);
-    // A success clears the count.
-    app.login("alice", "x").await;
-    assert_eq!(app.login("alice", PW).await.0, StatusCode::OK);
-    app.login("alice", "x").await;
-    assert_eq!(app.login("alice", PW).await.0, StatusCode::OK);
-}
-
 async fn login_can_revoke_previous_tokens(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.login_revokes_previous = true).await;
     app.add_user("alice", PW, "admin").await;
@@ -343,8 +260,6 @@ async fn cli_user_add(backend: Backend) {
 crate::both_backends!(
     users_log_in_for_cli_tokens,
     roles,
-    lockout,
-    lockout_window_expires,
     login_can_revoke_previous_tokens,
     cli_user_add
 );

@@ -4,7 +4,6 @@ pub mod audit;
 pub mod identities;
 pub mod keys;
 pub mod locks;
-pub mod logins;
 pub mod notifications;
 pub mod revocations;
 pub mod rules;
