@@ -9,7 +9,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::passwords::{Password, Passwords};
 use crate::error::{ApiError, Code};
@@ -19,6 +19,8 @@ type Job = Box<dyn FnOnce(&Passwords) + Send>;
 /// Runs [`Passwords`] work on its own threads.
 pub struct Hasher {
     jobs: SyncSender<Job>,
+    /// One permit per job running or queued: `workers + queue`.
+    slots: Arc<Semaphore>,
 }
 
 /// The answer when every hashing thread is busy and the queue is full.
@@ -30,26 +32,17 @@ pub fn too_busy() -> ApiError {
     .retry_after(1)
 }
 
-impl Hasher {
-    /// Starts `workers` threads (at least one) sharing a queue of `queue` jobs. The threads
-    /// end when the `Hasher` is dropped.
-    pub fn start(passwords: Passwords, workers: usize, queue: usize) -> std::io::Result<Hasher> {
-        let (jobs, rx) = sync_channel::<Job>(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        let passwords = Arc::new(passwords);
-        for n in 0..workers.max(1) {
-            let (rx, passwords) = (rx.clone(), passwords.clone());
-            std::thread::Builder::new()
-                .name(format!("tokend-hash-{n}"))
-                .spawn(move || work(&rx, &passwords))?;
-        }
-        Ok(Hasher { jobs })
-    }
+/// A place on the hashing threads, taken before anything else is done for a login (so a
+/// login that would be refused for a full queue does not read the database first).
+pub struct Slot<'a> {
+    hasher: &'a Hasher,
+    permit: OwnedSemaphorePermit,
+}
 
+impl Slot<'_> {
     /// Whether `password` matches `stored` (`None`, an unknown login: the same work, `false`).
-    /// Err is [`too_busy`].
     pub async fn verify(
-        &self,
+        self,
         stored: Option<String>,
         password: Password,
     ) -> Result<bool, ApiError> {
@@ -57,13 +50,8 @@ impl Hasher {
             .await
     }
 
-    /// A PHC string for a new password. Err is [`too_busy`] or an internal error.
-    pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
-        self.run(move |p| p.hash(&password)).await?
-    }
-
     async fn run<T: Send + 'static>(
-        &self,
+        self,
         f: impl FnOnce(&Passwords) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         self.submit(f)?.await.map_err(|_| {
@@ -76,24 +64,66 @@ impl Hasher {
 
     /// Queues `f` without waiting: the receiver gets its result.
     fn submit<T: Send + 'static>(
-        &self,
+        self,
         f: impl FnOnce(&Passwords) -> T + Send + 'static,
     ) -> Result<oneshot::Receiver<T>, ApiError> {
         let (tx, rx) = oneshot::channel();
+        let permit = self.permit;
         let job: Job = Box::new(move |p| {
+            let _held = permit;
             // The caller went away (client disconnected): nobody needs this hash.
             if !tx.is_closed() {
                 let _ = tx.send(f(p));
             }
         });
-        match self.jobs.try_send(job) {
+        match self.hasher.jobs.try_send(job) {
             Ok(()) => Ok(rx),
+            // Not while permits bound the jobs to the channel's capacity.
             Err(TrySendError::Full(_)) => Err(too_busy()),
             Err(TrySendError::Disconnected(_)) => Err(ApiError::new(
                 Code::InternalError,
                 "password hashing stopped; the server is shutting down",
             )),
         }
+    }
+}
+
+impl Hasher {
+    /// Starts `workers` threads (at least one) sharing a queue of `queue` jobs. The threads
+    /// end when the `Hasher` is dropped.
+    pub fn start(passwords: Passwords, workers: usize, queue: usize) -> std::io::Result<Hasher> {
+        let workers = workers.max(1);
+        let (jobs, rx) = sync_channel::<Job>(workers + queue);
+        let rx = Arc::new(Mutex::new(rx));
+        let passwords = Arc::new(passwords);
+        for n in 0..workers {
+            let (rx, passwords) = (rx.clone(), passwords.clone());
+            std::thread::Builder::new()
+                .name(format!("tokend-hash-{n}"))
+                .spawn(move || work(&rx, &passwords))?;
+        }
+        Ok(Hasher {
+            jobs,
+            slots: Arc::new(Semaphore::new(workers + queue)),
+        })
+    }
+
+    /// A place on the threads, or [`too_busy`] at once.
+    pub fn reserve(&self) -> Result<Slot<'_>, ApiError> {
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| too_busy())?;
+        Ok(Slot {
+            hasher: self,
+            permit,
+        })
+    }
+
+    /// A PHC string for a new password. Err is [`too_busy`] or an internal error.
+    pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
+        self.reserve()?.run(move |p| p.hash(&password)).await?
     }
 }
 
@@ -131,28 +161,38 @@ mod tests {
             .hash(Password::presented("correct horse".into()).unwrap())
             .await
             .unwrap();
-        let good = Password::presented("correct horse".into()).unwrap();
-        assert!(hasher.verify(Some(hash.clone()), good).await.unwrap());
         let bad = Password::presented("wrong horse".into()).unwrap();
-        assert!(!hasher.verify(Some(hash), bad).await.unwrap());
+        let slot = hasher.reserve().unwrap();
+        assert!(!slot.verify(Some(hash.clone()), bad).await.unwrap());
 
-        // One thread, held by a job that waits; four more fill the queue; the sixth is refused.
+        let good = Password::presented("correct horse".into()).unwrap();
+        let slot = hasher.reserve().unwrap();
+        assert!(slot.verify(Some(hash.clone()), good).await.unwrap());
+
+        // One thread, held by a job that waits; four more fill the queue; the sixth is refused
+        // before it is given anything to do.
         let (started_tx, started) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let blocker = hasher
+            .reserve()
+            .unwrap()
             .submit(move |_| {
                 started_tx.send(()).unwrap();
                 hold.recv().unwrap();
             })
             .unwrap();
         started.recv().unwrap();
-        let queued: Vec<_> = (0..4).map(|_| hasher.submit(|_| ()).unwrap()).collect();
-        let refused = hasher.submit(|_| ()).unwrap_err();
+        let queued: Vec<_> = (0..4)
+            .map(|_| hasher.reserve().unwrap().submit(|_| ()).unwrap())
+            .collect();
+        let refused = hasher.reserve().err().unwrap();
         assert_eq!(refused.code(), Code::TooManyAttempts);
         release.send(()).unwrap();
         blocker.await.unwrap();
         for rx in queued {
             rx.await.unwrap();
         }
+        // The places are free again.
+        assert!(hasher.reserve().is_ok());
     }
 }

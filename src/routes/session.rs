@@ -112,12 +112,10 @@ async fn attempt_login(
     let ttl = state.settings.scopes.resolve(Scope::Cli, ttl)?;
     let addr = client_addr(req);
     let attempt = state.logins.admit(login.as_str(), addr)?;
+    // A place on the hashing threads first: a refused login costs no database read.
+    let slot = state.hasher.reserve()?;
     let candidate = with_db(state, move |_, conn| sessions::find_candidate(conn, &login)).await?;
-    if !state
-        .hasher
-        .verify(candidate.password_hash(), password)
-        .await?
-    {
+    if !slot.verify(candidate.password_hash(), password).await? {
         attempt.failed(candidate.identity_id());
         return Err(sessions::invalid_credentials());
     }
