@@ -136,6 +136,18 @@ for key in ["cleanup_sqlite", "verify_during_cleanup_sqlite", "cleanup_pg", "ver
     if key in runs:
         print(f"{key}: {json.dumps(runs[key])}")
 
+flood = runs.get("login_flood")
+if isinstance(flood, list):
+    print()
+    print(f"{'management GET /service-accounts?limit=10':<44} {'alone p50/p99 ms':>18} {'during p50/p99 ms':>19} {'target':>12}")
+    print("-" * 98)
+    for f in flood:
+        a, d = f["alone"], f["during"]
+        mark = "ok" if f["met"] else "MISSED"
+        print(f"{f['label'] + ', login flood ' + f['flood']:<44} {a['p50_ms']:>8.2f}/{a['p99_ms']:<9.2f} "
+              f"{d['p50_ms']:>8.2f}/{d['p99_ms']:<10.2f} {'p99 < 100':>9} {mark}")
+        ratios[f"login_flood_{f['label']}_{f['flood']}_p99_during / alone"] = f["p99_ratio"]
+
 (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs, "ratios": ratios, "targets": targets}, indent=2) + "\n")
 print()
 print(f"written: {out / 'results.json'}")

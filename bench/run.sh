@@ -177,5 +177,8 @@ fi
 if ! skip startup; then
   bench/startup.sh "$WORK/startup" "$OUT"
 fi
+if ! skip login_flood; then
+  BENCH_DURATION="$DURATION" bench/login_flood.sh "$WORK/login_flood" "$OUT"
+fi
 
 python3 bench/report.py "$OUT"

@@ -200,12 +200,14 @@ pub struct Settings {
     pub password_queue: usize,
     /// Login throttling (see [`crate::accounts::throttle`]): failed logins for one login from
     /// one client address before each further attempt waits, the first wait (doubling with
-    /// each failure), the longest wait (also how long failures are remembered), and failed
-    /// logins one address may make for all logins together per window.
+    /// each failure), the longest wait (also how long failures are remembered), failed
+    /// logins one address may make for all logins together per window, and failed logins
+    /// per window for one login from addresses it has not logged in from.
     pub login_max_failures: u32,
     pub login_delay: Duration,
     pub login_window: Duration,
     pub login_address_max_failures: u32,
+    pub login_account_max_failures: u32,
     /// A successful login revokes that user's earlier cli tokens.
     pub login_revokes_previous: bool,
     /// Where expiry warnings go (off when `None`).
@@ -263,6 +265,7 @@ impl Settings {
             login_delay: Duration::from_secs(1),
             login_window: Duration::from_secs(15 * 60),
             login_address_max_failures: 100,
+            login_account_max_failures: 100,
             login_revokes_previous: false,
             expiry_webhook: None,
             key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
@@ -374,6 +377,10 @@ pub struct SettingsArgs {
     /// Failed logins one client address may make per window, for all logins together.
     #[arg(long, env = "TOKEND_LOGIN_ADDRESS_MAX_FAILURES", default_value_t = 100)]
     pub login_address_max_failures: u32,
+    /// Failed logins per window for one login from all the addresses it has not logged in
+    /// from (in the last 30 days) together.
+    #[arg(long, env = "TOKEND_LOGIN_ACCOUNT_MAX_FAILURES", default_value_t = 100)]
+    pub login_account_max_failures: u32,
     /// A successful login revokes that user's earlier cli tokens.
     #[arg(long, env = "TOKEND_LOGIN_REVOKES_PREVIOUS", default_value_t = false, action = clap::ArgAction::Set)]
     pub login_revokes_previous: bool,
@@ -533,6 +540,10 @@ impl SettingsArgs {
             return Err("TOKEND_LOGIN_ADDRESS_MAX_FAILURES must be at least 1".into());
         }
         s.login_address_max_failures = self.login_address_max_failures;
+        if self.login_account_max_failures == 0 {
+            return Err("TOKEND_LOGIN_ACCOUNT_MAX_FAILURES must be at least 1".into());
+        }
+        s.login_account_max_failures = self.login_account_max_failures;
         if self.password_workers == Some(0) {
             return Err("TOKEND_PASSWORD_WORKERS must be at least 1".into());
         }

@@ -6,7 +6,8 @@
 --   BENCH_ONCE=1                        never use a credential or id twice (cold path); when
 --                                       they run out they are reused and counted
 --   BENCH_IDS                           file of ids for "{}" in the path
---   BENCH_BODY                          fixed request body; BENCH_BODY_TOKENS=1: {"token": <next>}
+--   BENCH_BODY                          fixed request body; BENCH_BODY_TOKENS=1: {"token": <next>},
+--                                       or with both, BENCH_BODY's "{token}" takes the next one
 --   BENCH_FIXED_HEADER                  one more header, "Name: value"
 --   BENCH_CAPTURE, BENCH_CAPTURE_FILE   a top-level JSON field of 2xx responses to save
 --   BENCH_RESULT                        where done() writes the JSON summary
@@ -20,6 +21,7 @@ local prefix = env("BENCH_HEADER_PREFIX") or ""
 local once = env("BENCH_ONCE") == "1"
 local body = env("BENCH_BODY")
 local body_tokens = env("BENCH_BODY_TOKENS") == "1"
+local token_body = body or '{"token":"{token}"}'
 local capture = env("BENCH_CAPTURE")
 
 local threads = {}
@@ -56,7 +58,7 @@ local function format_template()
   local headers = {}
   local b = body
   if header and not body_tokens then headers[header] = prefix .. MARK_CRED end
-  if body_tokens then b = '{"token":"' .. MARK_CRED .. '"}' end
+  if body_tokens then b = string.gsub(token_body, "{token}", MARK_CRED) end
   if b then headers["Content-Type"] = "application/json" end
   local fixed = env("BENCH_FIXED_HEADER")
   if fixed then
@@ -100,7 +102,7 @@ local function build(cred, id_value)
   local req = table.concat(out_parts)
   if body_tokens and cred then
     -- The placeholder's length was counted; count the real token instead.
-    local len = #('{"token":"' .. cred .. '"}')
+    local len = #(string.gsub(token_body, "{token}", function() return cred end))
     req = string.gsub(req, "Content%-Length: %d+", "Content-Length: " .. len, 1)
   end
   return req

@@ -8,9 +8,15 @@
 //!   window after its last wait.
 //! - **client address**: `login_address_max_failures` failed logins per window for all logins
 //!   together (a token bucket that refills steadily), against one address spraying many
-//!   logins. A success gives its token back, and an address that has logged in to a login
-//!   successfully before (in the last 30 days) is not held to this budget for that login, so
-//!   a user behind the same NAT as a sprayer still gets in.
+//!   logins.
+//! - **login, from new addresses**: `login_account_max_failures` failed logins per window for one
+//!   login from all addresses together, against many addresses (a botnet) guessing one
+//!   login.
+//!
+//! The two budgets do not apply to a (login, address) that logged in successfully in the last
+//! 30 days: the real user from their usual address is never held to them, so neither a
+//! sprayer behind the same NAT nor a botnet guessing their login keeps them out. A success
+//! gives its attempt back to both budgets.
 //!
 //! IPv6 clients are keyed by their /64, which one host usually holds whole.
 //!
@@ -49,6 +55,7 @@ pub struct ThrottlePolicy {
     pub first_delay: Duration,
     pub window: Duration,
     pub address_max_failures: u32,
+    pub login_max_failures: u32,
 }
 
 impl ThrottlePolicy {
@@ -58,6 +65,7 @@ impl ThrottlePolicy {
             first_delay: s.login_delay,
             window: s.login_window,
             address_max_failures: s.login_address_max_failures.max(1),
+            login_max_failures: s.login_account_max_failures.max(1),
         }
     }
 }
@@ -112,7 +120,7 @@ impl Pair {
     }
 }
 
-/// A token bucket of failed logins for one address.
+/// A token bucket of failed logins: `cap` per window, refilled steadily.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -120,17 +128,27 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn refill(&mut self, now: Instant, p: &ThrottlePolicy) {
-        let cap = f64::from(p.address_max_failures);
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() / p.window.as_secs_f64();
-        self.tokens = (self.tokens + gained * cap).min(cap);
+    fn full(cap: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(cap),
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, cap: u32, window: Duration) {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() / window.as_secs_f64();
+        self.tokens = (self.tokens + gained * f64::from(cap)).min(f64::from(cap));
         self.at = now;
     }
 
     /// How long until one token is there.
-    fn wait(&self, p: &ThrottlePolicy) -> Duration {
-        let per_token = p.window.as_secs_f64() / f64::from(p.address_max_failures);
+    fn wait(&self, cap: u32, window: Duration) -> Duration {
+        let per_token = window.as_secs_f64() / f64::from(cap);
         Duration::from_secs_f64(((1.0 - self.tokens) * per_token).max(0.0))
+    }
+
+    fn give_back(&mut self, cap: u32) {
+        self.tokens = (self.tokens + 1.0).min(f64::from(cap));
     }
 }
 
@@ -150,6 +168,7 @@ pub struct FailedLogins {
 struct Inner {
     pairs: HashMap<PairKey, Pair>,
     addresses: HashMap<IpAddr, Bucket>,
+    logins: HashMap<String, Bucket>,
     known: HashMap<PairKey, Instant>,
     failed: HashMap<PairKey, FailedLogins>,
 }
@@ -161,6 +180,8 @@ pub enum Refusal {
     Pair(Duration),
     /// This address, for every login it has not logged in to before.
     Address(Duration),
+    /// This login, from every address it was not logged in from before.
+    Login(Duration),
 }
 
 impl Refusal {
@@ -168,6 +189,7 @@ impl Refusal {
         let (wait, what) = match self {
             Refusal::Pair(w) => (w, "for this login from your address"),
             Refusal::Address(w) => (w, "from your address"),
+            Refusal::Login(w) => (w, "for this login"),
         };
         // Whole seconds, rounded up: a client that waits Retry-After is let through.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -205,21 +227,24 @@ impl LoginThrottle {
             login: login.to_owned(),
             addr: address_key(addr),
         };
-        self.admit_at(&key, Instant::now())
+        let charged = self
+            .admit_at(&key, Instant::now())
             .map_err(Refusal::into_error)?;
         Ok(Attempt {
             throttle: self.clone(),
             key,
+            charged,
             remote_addr: addr.to_string(),
             settled: false,
         })
     }
 
-    fn admit_at(&self, key: &PairKey, now: Instant) -> Result<(), Refusal> {
-        let p = &self.policy;
+    /// Ok(whether the attempt was charged to the address and login budgets).
+    fn admit_at(&self, key: &PairKey, now: Instant) -> Result<bool, Refusal> {
+        let p = self.policy;
         let mut inner = self.lock();
         if let Some(pair) = inner.pairs.get(key) {
-            let ready = pair.ready_at(p);
+            let ready = pair.ready_at(&p);
             if now < ready {
                 return Err(Refusal::Pair(ready - now));
             }
@@ -229,15 +254,26 @@ impl LoginThrottle {
             .get(key)
             .is_some_and(|at| now.saturating_duration_since(*at) < KNOWN_FOR);
         if !known {
-            let bucket = inner.addresses.entry(key.addr).or_insert(Bucket {
-                tokens: f64::from(p.address_max_failures),
-                at: now,
-            });
-            bucket.refill(now, p);
-            if bucket.tokens < 1.0 {
-                return Err(Refusal::Address(bucket.wait(p)));
+            let (cap_a, cap_l) = (p.address_max_failures, p.login_max_failures);
+            let inner = &mut *inner;
+            let address = inner
+                .addresses
+                .entry(key.addr)
+                .or_insert_with(|| Bucket::full(cap_a, now));
+            address.refill(now, cap_a, p.window);
+            if address.tokens < 1.0 {
+                return Err(Refusal::Address(address.wait(cap_a, p.window)));
             }
-            bucket.tokens -= 1.0;
+            let login = inner
+                .logins
+                .entry(key.login.clone())
+                .or_insert_with(|| Bucket::full(cap_l, now));
+            login.refill(now, cap_l, p.window);
+            if login.tokens < 1.0 {
+                return Err(Refusal::Login(login.wait(cap_l, p.window)));
+            }
+            address.tokens -= 1.0;
+            login.tokens -= 1.0;
         }
         let pair = inner.pairs.entry(key.clone()).or_insert(Pair {
             attempts: 0,
@@ -247,11 +283,11 @@ impl LoginThrottle {
         pair.attempts += 1;
         pair.pending += 1;
         pair.last = now;
-        Ok(())
+        Ok(!known)
     }
 
     /// An attempt let through was not checked after all: as if it never came.
-    fn release(&self, key: &PairKey) {
+    fn release(&self, key: &PairKey, charged: bool) {
         let mut inner = self.lock();
         if let Some(pair) = inner.pairs.get_mut(key) {
             pair.attempts = pair.attempts.saturating_sub(1);
@@ -260,12 +296,17 @@ impl LoginThrottle {
                 inner.pairs.remove(key);
             }
         }
-        self.refund(&mut inner, key.addr);
+        if charged {
+            self.give_back(&mut inner, key);
+        }
     }
 
-    fn refund(&self, inner: &mut Inner, addr: IpAddr) {
-        if let Some(bucket) = inner.addresses.get_mut(&addr) {
-            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.policy.address_max_failures));
+    fn give_back(&self, inner: &mut Inner, key: &PairKey) {
+        if let Some(b) = inner.addresses.get_mut(&key.addr) {
+            b.give_back(self.policy.address_max_failures);
+        }
+        if let Some(b) = inner.logins.get_mut(&key.login) {
+            b.give_back(self.policy.login_max_failures);
         }
     }
 
@@ -292,10 +333,12 @@ impl LoginThrottle {
         entry.identity_id = entry.identity_id.or(identity_id);
     }
 
-    fn succeeded(&self, key: &PairKey, now: Instant) {
+    fn succeeded(&self, key: &PairKey, charged: bool, now: Instant) {
         let mut inner = self.lock();
         inner.pairs.remove(key);
-        self.refund(&mut inner, key.addr);
+        if charged {
+            self.give_back(&mut inner, key);
+        }
         inner.known.insert(key.clone(), now);
     }
 
@@ -329,8 +372,12 @@ impl LoginThrottle {
             .pairs
             .retain(|_, pair| pair.pending > 0 || now < pair.forgotten_at(&p));
         inner.addresses.retain(|_, bucket| {
-            bucket.refill(now, &p);
+            bucket.refill(now, p.address_max_failures, p.window);
             bucket.tokens < f64::from(p.address_max_failures)
+        });
+        inner.logins.retain(|_, bucket| {
+            bucket.refill(now, p.login_max_failures, p.window);
+            bucket.tokens < f64::from(p.login_max_failures)
         });
         inner
             .known
@@ -385,6 +432,8 @@ pub fn record_failures(conn: &mut DbConnection, f: &FailedLogins) -> Result<(), 
 pub struct Attempt {
     throttle: Arc<LoginThrottle>,
     key: PairKey,
+    /// Whether it counts against the address and login budgets.
+    charged: bool,
     remote_addr: String,
     settled: bool,
 }
@@ -409,14 +458,15 @@ impl Attempt {
     /// The login succeeded: the pair starts afresh and is exempt from the address budget.
     pub fn succeeded(mut self) {
         self.settled = true;
-        self.throttle.succeeded(&self.key, Instant::now());
+        self.throttle
+            .succeeded(&self.key, self.charged, Instant::now());
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.release(&self.key);
+            self.throttle.release(&self.key, self.charged);
         }
     }
 }
@@ -446,11 +496,16 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
 
     fn throttle(max: u32, address_max: u32) -> LoginThrottle {
+        throttle_with(max, address_max, 1000)
+    }
+
+    fn throttle_with(max: u32, address_max: u32, login_max: u32) -> LoginThrottle {
         LoginThrottle::new(ThrottlePolicy {
             max_failures: max,
             first_delay: S,
             window: 60 * S,
             address_max_failures: address_max,
+            login_max_failures: login_max,
         })
     }
 
@@ -521,8 +576,8 @@ mod tests {
         t.prune(t0 + 61 * S);
         assert!(t.lock().pairs.is_empty());
         fail(&t, &k, t0 + 61 * S).unwrap();
-        t.admit_at(&k, t0 + 61 * S).unwrap();
-        t.succeeded(&k, t0 + 61 * S);
+        let charged = t.admit_at(&k, t0 + 61 * S).unwrap();
+        t.succeeded(&k, charged, t0 + 61 * S);
         fail(&t, &k, t0 + 61 * S).unwrap();
         fail(&t, &k, t0 + 61 * S).unwrap();
         assert!(fail(&t, &k, t0 + 61 * S).is_err());
@@ -535,7 +590,7 @@ mod tests {
         let admitted = (0..20).filter(|_| t.admit_at(&k, t0).is_ok()).count();
         assert_eq!(admitted, 5);
         // Given back when not checked (queue full, storage error).
-        t.release(&k);
+        t.release(&k, true);
         assert!(t.admit_at(&k, t0).is_ok());
         assert!(t.admit_at(&k, t0).is_err());
     }
@@ -546,8 +601,8 @@ mod tests {
         let t0 = Instant::now();
         // The real user logged in from the shared address once.
         let alice = key("alice", "192.0.2.7");
-        t.admit_at(&alice, t0).unwrap();
-        t.succeeded(&alice, t0);
+        let charged = t.admit_at(&alice, t0).unwrap();
+        t.succeeded(&alice, charged, t0);
         for n in 0..10 {
             fail(&t, &key(&format!("user{n}"), "192.0.2.7"), t0).unwrap();
         }
@@ -555,12 +610,42 @@ mod tests {
             Err(Refusal::Address(w)) => assert_eq!(w, 6 * S, "60 s / 10 per token"),
             other => panic!("{other:?}"),
         }
-        t.admit_at(&alice, t0).unwrap();
+        assert_eq!(t.admit_at(&alice, t0), Ok(false), "not charged");
+        t.succeeded(&alice, false, t0);
+        assert!(
+            fail(&t, &key("user10", "192.0.2.7"), t0).is_err(),
+            "a known pair's success gives back nothing it did not take"
+        );
         // Refilled steadily.
         fail(&t, &key("user10", "192.0.2.7"), t0 + 6 * S).unwrap();
         assert!(fail(&t, &key("user11", "192.0.2.7"), t0 + 6 * S).is_err());
         // Another address has its own budget.
         fail(&t, &key("user11", "192.0.2.8"), t0).unwrap();
+    }
+
+    #[test]
+    fn many_addresses_guessing_one_login_spare_its_known_address() {
+        let t = throttle_with(5, 1000, 10);
+        let t0 = Instant::now();
+        let home = key("alice", "198.51.100.1");
+        let charged = t.admit_at(&home, t0).unwrap();
+        t.succeeded(&home, charged, t0);
+        for n in 0..10 {
+            fail(&t, &key("alice", &format!("203.0.113.{n}")), t0).unwrap();
+        }
+        assert_eq!(
+            fail(&t, &key("alice", "203.0.113.99"), t0),
+            Err(Refusal::Login(6 * S))
+        );
+        assert!(
+            fail(&t, &key("bob", "203.0.113.99"), t0).is_ok(),
+            "other logins"
+        );
+        assert_eq!(
+            t.admit_at(&home, t0),
+            Ok(false),
+            "the usual address gets in"
+        );
     }
 
     #[test]

@@ -209,6 +209,44 @@ async fn one_address_spraying_many_logins_is_throttled(backend: Backend) {
     );
 }
 
+/// Per login: many addresses guessing one login are throttled together, but not at the
+/// address the user logged in from before.
+async fn many_addresses_guessing_one_login_spare_the_usual_one(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.login_account_max_failures = 3;
+        s.login_window = Duration::from_secs(100);
+    })
+    .await;
+    app.add_user("alice", PW, "admin").await;
+    let home = Client::at(&app, "127.0.0.7");
+    assert_eq!(home.login("alice", PW).await.0, StatusCode::OK);
+    for n in 1..=3 {
+        let bot = Client::at(&app, &format!("127.0.2.{n}"));
+        assert_eq!(
+            bot.login("alice", "guess").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let bot = Client::at(&app, "127.0.2.4");
+    let (status, retry, body) = bot.login("alice", PW).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+        "a new address, even with the right password: {body}"
+    );
+    assert!(retry.is_some_and(|r| (25..=34).contains(&r)), "{retry:?}");
+    assert_eq!(
+        home.login("alice", PW).await.0,
+        StatusCode::OK,
+        "home gets in"
+    );
+    assert_eq!(
+        bot.login("carol", "guess").await.0,
+        StatusCode::UNAUTHORIZED,
+        "other logins are not affected"
+    );
+}
+
 /// Parallel guesses are counted before their password is checked.
 async fn parallel_guesses_cannot_exceed_the_limit(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -301,6 +339,7 @@ crate::both_backends!(
     flood_elsewhere_does_not_lock_the_user_out,
     waits_grow_per_login_and_address_and_expire,
     one_address_spraying_many_logins_is_throttled,
+    many_addresses_guessing_one_login_spare_the_usual_one,
     parallel_guesses_cannot_exceed_the_limit,
     full_hashing_queue_answers_429_at_once,
 );
