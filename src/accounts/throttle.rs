@@ -147,8 +147,10 @@ impl Bucket {
         Duration::from_secs_f64(((1.0 - self.tokens) * per_token).max(0.0))
     }
 
-    fn give_back(&mut self, cap: u32) {
+    /// Returns whether the bucket is full again.
+    fn give_back(&mut self, cap: u32) -> bool {
         self.tokens = (self.tokens + 1.0).min(f64::from(cap));
+        self.tokens >= f64::from(cap)
     }
 }
 
@@ -301,12 +303,19 @@ impl LoginThrottle {
         }
     }
 
+    /// Gives an attempt back to the budgets; a full bucket is the same as none, so it goes
+    /// (a flood refused for a full hashing queue leaves nothing behind).
     fn give_back(&self, inner: &mut Inner, key: &PairKey) {
+        let p = self.policy;
         if let Some(b) = inner.addresses.get_mut(&key.addr) {
-            b.give_back(self.policy.address_max_failures);
+            if b.give_back(p.address_max_failures) {
+                inner.addresses.remove(&key.addr);
+            }
         }
         if let Some(b) = inner.logins.get_mut(&key.login) {
-            b.give_back(self.policy.login_max_failures);
+            if b.give_back(p.login_max_failures) {
+                inner.logins.remove(&key.login);
+            }
         }
     }
 
@@ -593,6 +602,14 @@ mod tests {
         t.release(&k, true);
         assert!(t.admit_at(&k, t0).is_ok());
         assert!(t.admit_at(&k, t0).is_err());
+        // A refused flood leaves nothing behind.
+        let other = key("nobody", "10.0.0.10");
+        t.admit_at(&other, t0).unwrap();
+        t.release(&other, true);
+        let inner = t.lock();
+        assert!(!inner.pairs.contains_key(&other));
+        assert!(!inner.logins.contains_key("nobody"));
+        assert!(!inner.addresses.contains_key(&other.addr));
     }
 
     #[test]
