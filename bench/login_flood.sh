@@ -49,7 +49,7 @@ scenario() { # LABEL BINARY FLOOD(random|real) [ENV=VALUE...]
   shift 3
   mkdir -p "$d"
   port=$(free_port)
-  env TOKEND_DATA_DIR="$d" RUST_LOG=error TOKEND_WORKERS="$WORKERS" "$@" \
+  env TOKEND_DATA_DIR="$d" RUST_LOG=warn TOKEND_WORKERS="$WORKERS" "$@" \
     "${ON_SERVER[@]}" "$bin" serve --listen "127.0.0.1:$port" > "$d.log" 2>&1 &
   local pid=$! url="http://127.0.0.1:$port"
   pids+=("$pid")
@@ -77,16 +77,17 @@ scenario() { # LABEL BINARY FLOOD(random|real) [ENV=VALUE...]
   curl -sf "$url/metrics" | awk '/^tokend_logins_total/ {print}' > "$out/login_flood_${label}_${flood}.metrics.txt" || true
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  jq -n --arg label "$label" --arg flood "$flood" --argjson rss "$rss_kib" \
+  jq -n --arg name "$label" --arg flood "$flood" --argjson rss "$rss_kib" \
     --slurpfile alone "$out/login_flood_${label}_${flood}_alone.json" \
     --slurpfile during "$out/login_flood_${label}_${flood}_during.json" \
     --slurpfile logins "$out/login_flood_${label}_${flood}_logins.json" \
-    '{label: $label, flood: $flood, alone: $alone[0], during: $during[0], logins: $logins[0], rss_kib_after: $rss,
+    '{"label": $name, flood: $flood, alone: $alone[0], during: $during[0], logins: $logins[0], rss_kib_after: $rss,
       p99_ratio: (if $alone[0].p99_ms > 0 then ($during[0].p99_ms / $alone[0].p99_ms * 100 | round / 100) else null end),
       target_p99_ms: 100, met: ($during[0].p99_ms < 100)}' > "$out/login_flood_${label}_${flood}.json"
   echo "  management alone:  $(jq -c '{rps, p50_ms, p99_ms, non_2xx}' "$out/login_flood_${label}_${flood}_alone.json")" >&2
   echo "  during the flood:  $(jq -c '{rps, p50_ms, p99_ms, non_2xx, socket_errors}' "$out/login_flood_${label}_${flood}_during.json")" >&2
   echo "  the flood itself:  $(jq -c '{rps, p50_ms, p99_ms, non_2xx, socket_errors}' "$out/login_flood_${label}_${flood}_logins.json")" >&2
+  echo "  login outcomes:    $(tr '\n' ' ' < "$out/login_flood_${label}_${flood}.metrics.txt")" >&2
 }
 
 # Limits raised so every random attempt reaches a password check (the worst case).
