@@ -37,6 +37,7 @@ pub struct NewUserRequest {
         (status = 401, description = "missing or bad token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
         (status = 409, description = "the login exists already", body = ErrorBody),
+        (status = 429, description = "every password hashing thread busy; see Retry-After", body = ErrorBody),
     ))]
 pub async fn add(
     state: web::Data<AppState>,
@@ -131,6 +132,7 @@ pub struct UserChangeResponse {
         (status = 401, description = "missing or bad token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody),
+        (status = 429, description = "every password hashing thread busy; see Retry-After", body = ErrorBody),
     ))]
 pub async fn update(
     state: web::Data<AppState>,
