@@ -223,6 +223,7 @@ fn service_verify_per_s(threads: usize, keys: KeySet) -> f64 {
         "tokend".into(),
         "tokend".into(),
         Duration::from_secs(30),
+        tokend::scope::ScopePolicy::default(),
     ));
     let metadata = json!({"trigger_types": ["core.timer"]});
     let metadata = metadata.as_object().cloned().unwrap_or_default();

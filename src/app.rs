@@ -77,6 +77,7 @@ pub fn open(settings: &Settings) -> Result<Opened, StartError> {
         settings.issuer.clone(),
         settings.audience.clone(),
         settings.leeway,
+        settings.scopes.clone(),
     ));
     Ok(Opened {
         pool,

@@ -29,7 +29,7 @@ pub use keys::{KeyError, KeySet, KeyStore};
 pub use revocation::RevocationSet;
 
 use crate::error::{ApiError, Code};
-use crate::scope::Scope;
+use crate::scope::{Scope, ScopePolicy};
 
 /// Tokens longer than this are refused before any parsing work.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -124,6 +124,8 @@ pub struct TokenService {
     signature_only: Validation,
     /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
     verified: crate::FastMap<Box<str>, Verified>,
+    /// Each scope's TTL bounds: a token claiming a longer lifetime is not one of ours.
+    scopes: ScopePolicy,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +140,7 @@ impl TokenService {
         issuer: String,
         audience: String,
         leeway: Duration,
+        scopes: ScopePolicy,
     ) -> TokenService {
         crypto::install();
         let algorithm = keys.current().algorithm();
@@ -161,6 +164,7 @@ impl TokenService {
             validation,
             signature_only,
             verified: crate::FastMap::default(),
+            scopes,
         }
     }
 
@@ -325,6 +329,13 @@ impl TokenService {
         let keys = self.keys.current();
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("the token header is not valid"))?;
+        // RFC 7515 4.1.11: a verifier must refuse extensions it does not understand; tokend
+        // understands none (and never writes `crit`).
+        if header.crit.is_some() {
+            return Err(invalid(
+                "the token header lists critical extensions (crit); tokend supports none",
+            ));
+        }
         if header.alg != keys.algorithm() {
             return Err(invalid(format!(
                 "tokens signed with {:?} are not accepted here",
@@ -340,8 +351,26 @@ impl TokenService {
         let mut claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map(|data| data.claims)
             .map_err(|e| self.describe(e.kind(), token))?;
+        self.check_lifetime(&claims)?;
         claims.kid = kid;
         Ok(claims)
+    }
+
+    /// Refuses a token that claims to live (from `iat` or `nbf`, whichever is earlier, to
+    /// `exp`) longer than its scope's maximum TTL plus the leeway: tokend never mints one.
+    fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
+        let max = self.scopes.bounds(claims.scope).max;
+        let allowed = i64::try_from((max + self.leeway()).as_secs()).unwrap_or(i64::MAX);
+        let lifetime = claims.exp.saturating_sub(claims.iat.min(claims.nbf));
+        if lifetime <= allowed {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "the token claims a lifetime of {}, but {} tokens live at most {}; tokend never issues such tokens",
+            crate::time::human_duration(Duration::from_secs(lifetime.unsigned_abs())),
+            claims.scope,
+            crate::time::human_duration(max)
+        )))
     }
 
     fn describe(&self, kind: &ErrorKind, token: &str) -> TokenError {
@@ -400,6 +429,7 @@ mod tests {
             "tokend".into(),
             "tokend-tests".into(),
             Duration::ZERO,
+            ScopePolicy::default(),
         )
     }
 
@@ -486,6 +516,53 @@ mod tests {
             tokens.verified.len() <= VERIFIED_CACHE_ENTRIES,
             "and it did not grow"
         );
+    }
+
+    #[test]
+    fn a_lifetime_over_the_scope_maximum_is_refused() {
+        let tokens = service();
+        let max = ScopePolicy::default().bounds(Scope::Cli).max;
+        // What tokend mints at most verifies; one second more does not.
+        let at_max = mint(&tokens, max, Utc::now());
+        tokens.verify(&at_max.token).unwrap();
+        let over = mint(&tokens, max + Duration::from_secs(1), Utc::now());
+        let Err(TokenError::Invalid(why)) = tokens.verify(&over.token) else {
+            panic!("a token living longer than its scope allows was accepted");
+        };
+        assert!(why.contains("at most 30d"), "{why}");
+        // Also with `nbf` long before `iat`.
+        let keys = tokens.keys.current();
+        let mut claims = tokens.verify(&at_max.token).unwrap().as_ref().clone();
+        claims.nbf -= 86_400;
+        claims.exp -= 3_600;
+        let mut header = Header::new(keys.algorithm());
+        header.kid = Some(keys.signing_kid().to_owned());
+        let early =
+            encoding::encode(&header, &claims, keys.encoding_key(), keys.algorithm()).unwrap();
+        assert!(matches!(tokens.verify(&early), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_crit_header_is_refused() {
+        let tokens = service();
+        let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        let claims = tokens.verify(&minted.token).unwrap();
+        let keys = tokens.keys.current();
+        let mut header = Header::new(keys.algorithm());
+        header.kid = Some(keys.signing_kid().to_owned());
+        header.crit = Some(vec!["exp".into()]);
+        let token = encoding::encode(
+            &header,
+            claims.as_ref(),
+            keys.encoding_key(),
+            keys.algorithm(),
+        )
+        .unwrap();
+        assert!(matches!(tokens.verify(&token), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            tokens.verify_signature(&token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -79,6 +79,10 @@ async fn attack_suite(backend: Backend) {
         )
     };
     let other = TestApp::spawn(backend).await;
+    let mut long_lived = claims.clone();
+    long_lived["iat"] = json!(now);
+    long_lived["nbf"] = json!(now);
+    long_lived["exp"] = json!(now + 96 * 3600);
 
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -206,6 +210,39 @@ async fn attack_suite(backend: Backend) {
             "exp in the past",
             sign(&app, &header, &with("exp", json!(now - 3600))),
             "token_expired",
+        ),
+        (
+            "exp in the year 9999",
+            sign(&app, &header, &with("exp", json!(253_402_300_799_i64))),
+            "invalid_token",
+        ),
+        (
+            "a lifetime a day over the sensor maximum (72 h)",
+            sign(&app, &header, &long_lived),
+            "invalid_token",
+        ),
+        (
+            "nbf a year before exp",
+            sign(&app, &header, &with("nbf", json!(now - 365 * 86_400))),
+            "invalid_token",
+        ),
+        (
+            "crit header",
+            sign(&app, &header_with("crit", json!(["exp"])), &claims),
+            "invalid_token",
+        ),
+        (
+            "crit header with its extension present",
+            sign(
+                &app,
+                &{
+                    let mut h = header_with("crit", json!(["tokend-ext"]));
+                    h["tokend-ext"] = json!(true);
+                    h
+                },
+                &claims,
+            ),
+            "invalid_token",
         ),
         (
             "jti not a UUID",
