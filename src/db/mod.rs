@@ -17,7 +17,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use secrecy::ExposeSecret;
 
-use crate::config::{ensure_parent_dir, Database};
+use crate::config::{ensure_parent_dir, keep_private, Database};
 
 /// A connection to either backend. SQLite is last: it accepts any string as a path.
 #[derive(diesel::MultiConnection)]
@@ -107,6 +107,7 @@ pub fn connect_pool(database: &Database, size: u32, wait: Duration) -> Result<Po
                 path.display()
             ))
         })?;
+        keep_sqlite_private(path)?;
     }
     let pool = r2d2::Pool::builder()
         .max_size(size)
@@ -133,6 +134,32 @@ pub fn connect_pool(database: &Database, size: u32, wait: Duration) -> Result<Po
             }
         }
     }
+}
+
+/// The database holds password hashes, sealed keys and the audit trail: its file is created
+/// 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the same mode), and
+/// existing files open to others are tightened.
+fn keep_sqlite_private(path: &std::path::Path) -> Result<(), DbError> {
+    let shown = path.to_string_lossy();
+    // In-memory and URI databases have no file of that name.
+    if shown == ":memory:" || shown.starts_with("file:") {
+        return Ok(());
+    }
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    for (file, create) in [
+        (path.to_path_buf(), true),
+        (with_suffix("-wal"), false),
+        (with_suffix("-shm"), false),
+    ] {
+        keep_private(&file, create).map_err(|e| {
+            DbError::Migration(format!("cannot restrict access to {}: {e}", file.display()))
+        })?;
+    }
+    Ok(())
 }
 
 /// Applies pending migrations. Safe when several processes start at once: PostgreSQL

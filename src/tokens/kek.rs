@@ -111,6 +111,8 @@ fn parse_key(raw: &str) -> Result<[u8; 32], String> {
 }
 
 fn read_or_create(path: &Path) -> Result<[u8; 32], String> {
+    crate::config::keep_private(path, false)
+        .map_err(|e| format!("cannot restrict access to {}: {e}", path.display()))?;
     match std::fs::read_to_string(path) {
         Ok(content) => parse_key(&content).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
@@ -178,15 +180,20 @@ mod tests {
     #[test]
     fn file_is_created_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.kek");
+        let path = dir.path().join("data").join("k.kek");
         let a = read_or_create(&path).unwrap();
         let b = read_or_create(&path).unwrap();
         assert_eq!(a, b);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join("data")), 0o700, "the data directory");
+            // A key file others can read is tightened when it is next read.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(read_or_create(&path).unwrap(), a);
+            assert_eq!(mode(&path), 0o600);
         }
     }
 }

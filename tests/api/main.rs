@@ -20,6 +20,7 @@ mod revocation;
 mod runbook;
 mod scripts;
 mod sessions;
+mod strict_input;
 mod token_attacks;
 mod ttl;
 mod users;
