@@ -268,7 +268,8 @@ fn check_path_pattern(s: &str) -> Result<String, String> {
     }
     Err(format!(
         "'{}' is not a path pattern: an absolute path (e.g. /webhooks/github) of at most {} characters, \
-         without spaces, '?', '#', empty segments or segments starting with '.', and '*' only at the end",
+         written decoded: without spaces, '?', '#', ';', '%', backslashes, empty segments or segments \
+         starting with '.', and '*' only at the end",
         printable(s, 60),
         rules::PATH_MAX
     ))
@@ -312,19 +313,28 @@ pub fn ip_allowed(allowlist: &[Value], ip: IpAddr) -> bool {
 }
 
 /// The path of an original request URI as a gateway forwards it, ready for matching: query
-/// and fragment removed, percent-decoding undone, repeated slashes folded. `None` (refuse)
-/// for anything ambiguous: not absolute, `.`/`..` segments, backslashes, NUL, invalid UTF-8.
+/// and fragment removed, percent-decoded exactly once, repeated slashes folded.
+///
+/// `None` (refuse) for anything a server behind the gateway might read differently than we
+/// do: not absolute; invalid UTF-8 or a malformed `%` escape; an encoded `/`, `\` or `%`
+/// (`%2f`, `%5c`, and `%25`, i.e. double encoding such as `%252e`); after decoding, a
+/// segment of only dots (`.`, `..`), a `;` (path parameters: Tomcat and Jetty read `..;` as
+/// `..`), a backslash, `?`, `#` or a control character.
 pub fn normalize_request_path(raw: &str) -> Option<String> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !escapes_are_plain(path) {
+        return None;
+    }
     let decoded = percent_encoding::percent_decode_str(path)
         .decode_utf8()
         .ok()?;
-    if !decoded.starts_with('/') || decoded.contains('\\') || decoded.contains('\0') {
+    let refused = |c: char| c.is_control() || matches!(c, '\\' | ';' | '?' | '#');
+    if !decoded.starts_with('/') || decoded.contains(refused) {
         return None;
     }
     let mut out = String::with_capacity(decoded.len());
     for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." {
+        if segment.bytes().all(|b| b == b'.') {
             return None;
         }
         out.push('/');
@@ -334,6 +344,23 @@ pub fn normalize_request_path(raw: &str) -> Option<String> {
         out.push('/');
     }
     Some(out)
+}
+
+/// Whether every `%` starts a two-hex-digit escape that does not encode `/`, `\` or `%`.
+fn escapes_are_plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|b| *b == b'%') {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(bytes.get(i + at + 1)), hex(bytes.get(i + at + 2))) else {
+            return false;
+        };
+        if matches!(hi * 16 + lo, 0x2f | 0x5c | 0x25) {
+            return false;
+        }
+        i += at + 3;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -419,6 +446,38 @@ mod tests {
         assert_eq!(normalize_request_path("/hooks/../admin"), None);
         assert_eq!(normalize_request_path("/hooks/%2e%2e/admin"), None);
         assert_eq!(normalize_request_path("hooks"), None);
+        assert_eq!(
+            normalize_request_path("/hooks/a%20b/").as_deref(),
+            Some("/hooks/a b/")
+        );
+        for trick in [
+            "/hooks/..;/admin",
+            "/hooks/.;/x",
+            "/hooks/x;jsessionid=1",
+            "/hooks/%3b/x",
+            "/hooks/%3B/x",
+            "/hooks/%252e%252e/admin",
+            "/hooks/%25/x",
+            "/hooks/a%2fb",
+            "/hooks/a%2Fb",
+            "/hooks/a%5cb",
+            "/hooks/a\\b",
+            "/hooks/.",
+            "/hooks/./x",
+            "/hooks/.../x",
+            "/hooks/%2e/x",
+            "/hooks/a%00",
+            "/hooks/a%0a",
+            "/hooks/a%7f",
+            "/hooks/a%zz",
+            "/hooks/a%2",
+            "/hooks/a%",
+            "/hooks/a%3fx",
+            "/hooks/a%23x",
+            "/hooks/%ff",
+        ] {
+            assert_eq!(normalize_request_path(trick), None, "{trick}");
+        }
         let patterns = [json!("/hooks/github"), json!("/ci/*")];
         assert!(path_allowed(&patterns, "/hooks/github"));
         assert!(!path_allowed(&patterns, "/hooks/github/x"));

@@ -25,9 +25,11 @@ pub const MAX_TRIGGER_TYPES: usize = 32;
 /// An execution's action, e.g. `core.http`.
 pub const ACTION_REF: &str = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$";
 
-/// A webhook path pattern: absolute, segments of URL path characters that do not start with
-/// a dot (so no `.` or `..`), no empty segments, an optional `*` at the very end (prefix match).
-pub const PATH_PATTERN: &str = r"^/(?:[A-Za-z0-9_~!$&'()+,;=:@%-][A-Za-z0-9._~!$&'()+,;=:@%-]*/)*(?:[A-Za-z0-9_~!$&'()+,;=:@%-][A-Za-z0-9._~!$&'()+,;=:@%-]*)?\*?$";
+/// A webhook path pattern, written decoded (it is matched against the percent-decoded request
+/// path): absolute, segments of URL path characters that do not start with a dot (so no `.`
+/// or `..`), no empty segments, no `;` and no `%` (a request path holding either is refused
+/// anyway), an optional `*` at the very end (prefix match).
+pub const PATH_PATTERN: &str = r"^/(?:[A-Za-z0-9_~!$&'()+,=:@-][A-Za-z0-9._~!$&'()+,=:@-]*/)*(?:[A-Za-z0-9_~!$&'()+,=:@-][A-Za-z0-9._~!$&'()+,=:@-]*)?\*?$";
 pub const PATH_MAX: usize = 200;
 pub const MAX_PATHS: usize = 16;
 
@@ -119,6 +121,11 @@ mod tests {
             "/a b",
             "/a?x",
             "/.well-known",
+            "/a;b",
+            "/a/..;/b",
+            "/a%2fb",
+            "/a/%2e%2e/*",
+            "/a\\b",
         ] {
             assert!(!is_path_pattern(bad), "{bad}");
         }

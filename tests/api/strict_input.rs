@@ -1,6 +1,90 @@
 //! Strict parsing at the edge: control characters in any input, path tricks against a
 //! webhook token's `allowed_paths`, and the modes of the files that hold secrets.
 
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{code, Backend, TestApp};
+
+async fn webhook_path_tricks_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let hook = app
+        .create_account(json!({"name": "webhook:deploy", "scope": "webhook",
+            "metadata": {"allowed_paths": ["/webhooks/deploy/*", "/webhooks/exact"]}}))
+        .await;
+    let token = hook["token"].as_str().unwrap();
+    let verify = |path: &'static str| {
+        let req = app
+            .client
+            .get(app.url("/auth/verify"))
+            .bearer_auth(token)
+            .header("X-Original-URI", path);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or_default();
+            (status, code(&body).to_owned())
+        }
+    };
+    for ok in [
+        "/webhooks/deploy/run",
+        "/webhooks/deploy/run?ref=main;x",
+        "/webhooks/deploy/v1.2/run",
+        "/webhooks/deploy/%72un",
+        "/webhooks/exact",
+    ] {
+        assert_eq!(verify(ok).await.0, StatusCode::OK, "{ok}");
+    }
+    for trick in [
+        "/webhooks/deploy/..;/admin",
+        "/webhooks/deploy/.;/x",
+        "/webhooks/deploy/x;jsessionid=1",
+        "/webhooks/deploy/%3b/../admin",
+        "/webhooks/deploy/x%3B",
+        "/webhooks/deploy/%252e%252e/admin",
+        "/webhooks/deploy/%2e%2e%2fadmin",
+        "/webhooks/deploy/a%2fb",
+        "/webhooks/deploy/a%5cb",
+        "/webhooks/deploy/..\\admin",
+        "/webhooks/deploy/./x",
+        "/webhooks/deploy/.../x",
+        "/webhooks/deploy/a%zz",
+        "/webhooks/deploy/a%00",
+        "/webhooks/exact%3b",
+    ] {
+        assert_eq!(
+            verify(trick).await,
+            (StatusCode::FORBIDDEN, "path_not_allowed".to_owned()),
+            "{trick}"
+        );
+    }
+
+    // Patterns are held to the same rules when the token is asked for.
+    for pattern in [
+        "/webhooks/a;b",
+        "/webhooks/..;/*",
+        "/webhooks/%2e%2e/*",
+        "/webhooks/a%2fb",
+        "/webhooks/a\\b",
+    ] {
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                "/service-accounts",
+                Some(&json!({"name": "webhook:x", "scope": "webhook",
+                    "metadata": {"allowed_paths": [pattern]}})),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_metadata"),
+            "{pattern}: {body}"
+        );
+    }
+}
+
+crate::both_backends!(webhook_path_tricks_are_refused);
+
 #[cfg(unix)]
 mod file_modes {
     use std::os::unix::fs::PermissionsExt;
