@@ -124,8 +124,9 @@ pub struct TokenService {
     signature_only: Validation,
     /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
     verified: crate::FastMap<Box<str>, Verified>,
-    /// Each scope's TTL bounds: a token claiming a longer lifetime is not one of ours.
-    scopes: ScopePolicy,
+    /// The longest lifetime a token of each scope may claim (without the leeway): a longer
+    /// one is not a token tokend issued.
+    lifetime_ceilings: [(Scope, Duration); 5],
 }
 
 #[derive(Deserialize)]
@@ -164,7 +165,7 @@ impl TokenService {
             validation,
             signature_only,
             verified: crate::FastMap::default(),
-            scopes,
+            lifetime_ceilings: lifetime_ceilings(&scopes),
         }
     }
 
@@ -358,8 +359,13 @@ impl TokenService {
 
     /// Refuses a token that claims to live (from `iat` or `nbf`, whichever is earlier, to
     /// `exp`) longer than its scope's maximum TTL plus the leeway: tokend never mints one.
+    /// (The maximum is never below the built-in one: see [`lifetime_ceilings`].)
     fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
-        let max = self.scopes.bounds(claims.scope).max;
+        let max = self
+            .lifetime_ceilings
+            .iter()
+            .find_map(|(scope, max)| (*scope == claims.scope).then_some(*max))
+            .unwrap_or_default();
         let allowed = i64::try_from((max + self.leeway()).as_secs()).unwrap_or(i64::MAX);
         let lifetime = claims.exp.saturating_sub(claims.iat.min(claims.nbf));
         if lifetime <= allowed {
@@ -397,6 +403,18 @@ impl TokenService {
     }
 }
 
+/// Per scope, the larger of the configured maximum TTL and the contract's built-in one.
+/// Lowering a maximum (`TOKEND_TTL_SENSOR=24h:48h`) shortens the tokens issued from then on and
+/// those refreshed (clamped to today's bounds); it does not invalidate, on some replicas and
+/// not others during a rolling change, the tokens legitimately issued before.
+fn lifetime_ceilings(scopes: &ScopePolicy) -> [(Scope, Duration); 5] {
+    let builtin = ScopePolicy::default();
+    Scope::ALL.map(|scope| {
+        let max = scopes.bounds(scope).max.max(builtin.bounds(scope).max);
+        (scope, max)
+    })
+}
+
 /// Refuses tokens longer than [`MAX_TOKEN_BYTES`] before any other work (hashing included).
 fn ensure_size(token: &str) -> Result<(), TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -422,6 +440,10 @@ mod tests {
     use super::*;
 
     fn service() -> TokenService {
+        service_with(ScopePolicy::default())
+    }
+
+    fn service_with(scopes: ScopePolicy) -> TokenService {
         let keys = Arc::new(KeyStore::new(KeySet::ephemeral_ed25519().unwrap()));
         TokenService::new(
             keys,
@@ -429,7 +451,7 @@ mod tests {
             "tokend".into(),
             "tokend-tests".into(),
             Duration::ZERO,
-            ScopePolicy::default(),
+            scopes,
         )
     }
 
@@ -540,6 +562,27 @@ mod tests {
         let early =
             encoding::encode(&header, &claims, keys.encoding_key(), keys.algorithm()).unwrap();
         assert!(matches!(tokens.verify(&early), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn configured_bounds_raise_the_lifetime_ceiling_but_never_lower_it() {
+        const DAY: u64 = 86_400;
+        let mut raised = ScopePolicy::default();
+        raised.set_bounds_from_spec(Scope::Cli, "7d:60d").unwrap();
+        let tokens = service_with(raised);
+        let long = mint(&tokens, Duration::from_secs(60 * DAY), Utc::now());
+        tokens.verify(&long.token).unwrap();
+        let mut lowered = ScopePolicy::default();
+        lowered.set_bounds_from_spec(Scope::Cli, "1d:2d").unwrap();
+        let tokens = service_with(lowered);
+        // Issued before the bounds were lowered: still good until it expires.
+        let before = mint(&tokens, Duration::from_secs(30 * DAY), Utc::now());
+        tokens.verify(&before.token).unwrap();
+        let over = mint(&tokens, Duration::from_secs(30 * DAY + 1), Utc::now());
+        assert!(matches!(
+            tokens.verify(&over.token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]
