@@ -25,6 +25,7 @@ pub enum Code {
     InvalidJson,
     InvalidRequest,
     InvalidQuery,
+    InvalidCharacters,
     InvalidScope,
     InvalidTtl,
     TtlOutOfRange,
@@ -63,6 +64,7 @@ impl Code {
             Code::InvalidJson => "invalid_json",
             Code::InvalidRequest => "invalid_request",
             Code::InvalidQuery => "invalid_query",
+            Code::InvalidCharacters => "invalid_characters",
             Code::InvalidScope => "invalid_scope",
             Code::InvalidTtl => "invalid_ttl",
             Code::TtlOutOfRange => "ttl_out_of_range",
@@ -101,6 +103,7 @@ impl Code {
             Code::InvalidJson
             | Code::InvalidRequest
             | Code::InvalidQuery
+            | Code::InvalidCharacters
             | Code::InvalidScope
             | Code::InvalidTtl
             | Code::TtlOutOfRange

@@ -1,5 +1,11 @@
 //! Request parsing shared by every route: JSON, query and path errors in the contract's
 //! shape, optional JSON bodies, 404 and 405.
+//!
+//! Control characters (C0, DEL, C1) are refused here, once, in every input: the path, the
+//! query string, every string of a JSON body (keys included) and form bodies answer 400
+//! `invalid_characters` naming the field. Two deliberate exceptions, in top-level body fields
+//! only: a `password` may hold a tab (a pasted one can), and free text (`description`,
+//! `reason`) may hold tabs and newlines. A NUL never reaches a handler or the database.
 
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -17,8 +23,9 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// All request headers together (names and values) larger than this are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Refuses oversized URIs and headers before any routing or parsing. (Far larger ones are
-/// cut off by the HTTP parser itself, without a body.)
+/// Refuses oversized URIs and headers, and control characters in the path or the query
+/// string, before any routing or parsing. (Far larger ones are cut off by the HTTP parser
+/// itself, without a body.)
 pub async fn limits(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -49,7 +56,109 @@ pub async fn limits(
         )
         .into());
     }
+    check_text(&decode_lossy(req.path()), &[], || "the request path".into())?;
+    check_urlencoded(req.query_string(), "query parameter")?;
     next.call(req).await
+}
+
+/// Refuses a control character in `text` unless `allowed` lists it. `what` names the input
+/// (never its value: it may be a password).
+fn check_text(text: &str, allowed: &[char], what: impl FnOnce() -> String) -> Result<(), ApiError> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
+        None => Ok(()),
+        Some(c) => Err(ApiError::new(
+            Code::InvalidCharacters,
+            format!(
+                "{} contains the control character U+{:04X}; control characters are refused \
+                 (tabs and newlines only in descriptions and reasons, tabs in passwords)",
+                what(),
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
+fn decode_lossy(raw: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy()
+}
+
+/// Checks every name and value of `application/x-www-form-urlencoded` text (a query string or
+/// a form body), percent-decoded. `kind` is `query parameter` or `form field`.
+fn check_urlencoded(raw: &str, kind: &str) -> Result<(), ApiError> {
+    for pair in raw.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_lossy(name);
+        check_text(&name, &[], || format!("a {kind} name"))?;
+        check_text(&decode_lossy(value), &[], || {
+            format!("the {kind} `{}`", crate::scope::printable(&name, 60))
+        })?;
+    }
+    Ok(())
+}
+
+/// Refuses control characters in a form body (see the module's rules).
+pub fn check_form(body: &[u8]) -> Result<(), ApiError> {
+    check_urlencoded(&String::from_utf8_lossy(body), "form field")
+}
+
+/// Refuses control characters in any string of a JSON body, keys included (see the module's
+/// rules for the two exceptions).
+pub fn check_json(body: &serde_json::Value) -> Result<(), ApiError> {
+    check_value(body, &mut String::new(), &[])
+}
+
+/// The control characters a top-level body field may hold.
+fn allowed_controls(field: &str) -> &'static [char] {
+    match field {
+        "password" => &['\t'],
+        "description" | "reason" => &['\t', '\n'],
+        _ => &[],
+    }
+}
+
+fn check_value(
+    value: &serde_json::Value,
+    path: &mut String,
+    allowed: &[char],
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let field = |path: &str| format!("the field `{}`", crate::scope::printable(path, 120));
+    match value {
+        Value::String(s) => check_text(s, allowed, || field(path)),
+        Value::Array(items) => {
+            let len = path.len();
+            for (i, item) in items.iter().enumerate() {
+                use std::fmt::Write;
+                let _ = write!(path, "[{i}]");
+                check_value(item, path, allowed)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            let len = path.len();
+            for (key, item) in map {
+                check_text(key, &[], || match len {
+                    0 => "a field name of the body".to_owned(),
+                    _ => format!("a key in {}", field(path)),
+                })?;
+                let allowed = if len == 0 {
+                    allowed_controls(key)
+                } else {
+                    path.push('.');
+                    &[]
+                };
+                path.push_str(key);
+                check_value(item, path, allowed)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 pub fn json_config() -> web::JsonConfig {
@@ -126,6 +235,7 @@ fn from_object<T: DeserializeOwned>(
     if !value.is_object() {
         return Err(ApiError::new(Code::InvalidRequest, refusal));
     }
+    check_json(&value)?;
     serde_json::from_value(value).map_err(|e| serde_error(&e))
 }
 
@@ -240,4 +350,49 @@ pub fn json_response<T: serde::Serialize>(
     HttpResponse::build(status)
         .insert_header(ContentType::json())
         .json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(result: Result<(), ApiError>) -> String {
+        let err = result.expect_err("refused");
+        assert_eq!(err.code(), Code::InvalidCharacters);
+        err.message().to_owned()
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_checked_everywhere() {
+        check_json(
+            &json!({"description": "a\n\tb", "reason": "c\nd", "password": "e\tf",
+            "metadata": {"k": ["v", 1, null, {"deep": "ok"}]}}),
+        )
+        .unwrap();
+        let message = refusal(check_json(&json!({"password": "a\nb"})));
+        assert!(
+            message.contains("`password`") && message.contains("U+000A"),
+            "{message}"
+        );
+        assert!(!message.contains("a\nb"), "the value is never quoted");
+        let message = refusal(check_json(&json!({"metadata": {"description": "a\nb"}})));
+        assert!(message.contains("`metadata.description`"), "{message}");
+        let message = refusal(check_json(&json!({"m": {"list": [{"x": "\u{0}"}]}})));
+        assert!(message.contains("`m.list[0].x`"), "{message}");
+        let message = refusal(check_json(&json!({"m": {"bad\u{7f}key": 1}})));
+        assert!(message.contains("a key in the field `m`"), "{message}");
+        refusal(check_json(&json!({"name": "\u{9b}"})));
+        refusal(check_json(&json!({"description": "\r\n"})));
+    }
+
+    #[test]
+    fn form_and_query_values_are_decoded_then_checked() {
+        check_urlencoded("name=a+b&scope=sensor%2Ccli&flag", "query parameter").unwrap();
+        let message = refusal(check_urlencoded("limit=1&name=x%00", "query parameter"));
+        assert!(message.contains("query parameter `name`"), "{message}");
+        refusal(check_urlencoded("na%0ame=x", "query parameter"));
+        let message = refusal(check_form(b"token=a\x01b"));
+        assert!(message.contains("form field `token`"), "{message}");
+    }
 }

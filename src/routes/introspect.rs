@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::JsonObject;
+use super::extract::{self, JsonObject};
 use super::service_accounts::TokenRevokedResponse;
 use crate::accounts::{self, Reason, TokenOwner};
 use crate::app::{with_db, AppState};
@@ -47,9 +47,16 @@ impl FromRequest for IntrospectRequest {
                 )
             })?;
             let parsed: Result<IntrospectRequest, String> = if form {
+                extract::check_form(&bytes)?;
                 serde_urlencoded::from_bytes(&bytes).map_err(|e| e.to_string())
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+                match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(value) => {
+                        extract::check_json(&value)?;
+                        serde_json::from_value(value).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             };
             parsed.map_err(|e| {
                 ApiError::new(

@@ -16,6 +16,13 @@ pub const LOGIN: &str = r"^[A-Za-z0-9._@-]{1,64}$";
 /// Free text (descriptions, reasons): no control characters but tab and newline.
 pub const FREE_TEXT: &str = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$";
 pub const DESCRIPTION_MAX: usize = 1000;
+
+/// Any other string a request carries (query and path parameters, free-form metadata, tokens):
+/// no control character at all. The edge refuses the rest (`routes::extract`: `char::is_control`,
+/// the same set).
+pub const NO_CONTROL: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+/// Passwords: no control character but tab.
+pub const PASSWORD: &str = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$";
 pub const REASON_MAX: usize = 500;
 
 /// A sensor's trigger type, e.g. `core.timer`.
@@ -56,6 +63,10 @@ macro_rules! compiled {
 compiled!(NAME_RE, NAME);
 compiled!(LOGIN_RE, LOGIN);
 compiled!(FREE_TEXT_RE, FREE_TEXT);
+#[cfg(test)]
+compiled!(NO_CONTROL_RE, NO_CONTROL);
+#[cfg(test)]
+compiled!(PASSWORD_RE, PASSWORD);
 compiled!(TRIGGER_TYPE_RE, TRIGGER_TYPE);
 compiled!(ACTION_REF_RE, ACTION_REF);
 compiled!(PATH_PATTERN_RE, PATH_PATTERN);
@@ -155,6 +166,24 @@ mod tests {
         );
         assert!(is_name(&"x".repeat(128)) && !is_name(&"x".repeat(129)));
         assert_eq!(whole_number(&serde_json::json!(7.0)), Some(7));
+    }
+
+    #[test]
+    fn the_spec_patterns_say_what_the_edge_refuses() {
+        for c in (0..=0x2000).filter_map(char::from_u32) {
+            let s = c.to_string();
+            assert_eq!(NO_CONTROL_RE.is_match(&s), !c.is_control(), "{c:?}");
+            assert_eq!(
+                PASSWORD_RE.is_match(&s),
+                !c.is_control() || c == '\t',
+                "{c:?}"
+            );
+            assert_eq!(
+                is_free_text(&s),
+                !c.is_control() || c == '\t' || c == '\n',
+                "{c:?}"
+            );
+        }
         assert_eq!(whole_number(&serde_json::json!(7.5)), None);
     }
 }

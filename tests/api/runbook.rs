@@ -42,7 +42,9 @@ async fn expiry_one_liner(backend: Backend) {
     let free = [
         json!({}),
         json!({"team": "caf\u{e9}", "emoji": "\u{1f510}", "math": "a > b ? c : d ~ e"}),
-        json!({"nested": {"list": [1, 2.5, true, null, "\u{2028}\u{7f}"]}, "k>?~": "v"}),
+        // DEL (which the encoding also escapes) is refused at the edge as a control character;
+        // src/tokens/encoding.rs's unit test still covers it.
+        json!({"nested": {"list": [1, 2.5, true, null, "\u{2028}\u{a0}~"]}, "k>?~": "v"}),
         json!({"long": "l".repeat(700)}),
     ];
     let mut tokens = vec![app.admin_token.clone()];
