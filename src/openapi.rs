@@ -417,6 +417,12 @@ fn forbid_control_characters(doc: &mut Value) {
             plain_strings(schema, None);
         }
     }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert(FREE_JSON.into(), free_json());
+    }
 }
 
 /// The component names a schema refers to.
@@ -463,15 +469,17 @@ fn plain_strings(schema: &mut Value, field: Option<&str>) {
         };
         obj.insert("pattern".into(), json!(pattern));
     }
-    if has_type(obj, "object")
-        && !obj.contains_key("properties")
-        && !obj.contains_key("additionalProperties")
-    {
+    // Free-form objects, and objects that accept (and ignore) unknown fields: those must be
+    // free of control characters too.
+    if has_type(obj, "object") && !obj.contains_key("additionalProperties") {
         obj.insert(
             "propertyNames".into(),
             json!({"pattern": rules::NO_CONTROL}),
         );
-        obj.insert("additionalProperties".into(), free_value(2));
+        obj.insert(
+            "additionalProperties".into(),
+            json!({"$ref": FREE_JSON_REF}),
+        );
     }
     if let Some(properties) = obj.get_mut("properties").and_then(Value::as_object_mut) {
         for (name, property) in properties.iter_mut() {
@@ -488,17 +496,15 @@ fn plain_strings(schema: &mut Value, field: Option<&str>) {
     }
 }
 
-/// Any JSON value without control characters in its strings and keys, spelled out for
-/// `depth` more levels of arrays and objects (deeper ones are not described, not refused).
-fn free_value(depth: usize) -> Value {
+const FREE_JSON: &str = "FreeFormJson";
+const FREE_JSON_REF: &str = "#/components/schemas/FreeFormJson";
+
+/// Any JSON value without control characters in its strings and keys, at any depth.
+fn free_json() -> Value {
     // `pattern` constrains strings only, `propertyNames` objects only, `items` arrays only.
-    let mut value =
-        json!({"pattern": rules::NO_CONTROL, "propertyNames": {"pattern": rules::NO_CONTROL}});
-    if depth > 0 {
-        value["items"] = free_value(depth - 1);
-        value["additionalProperties"] = free_value(depth - 1);
-    }
-    value
+    json!({"description": "any JSON value; no control characters in its strings and keys",
+        "pattern": rules::NO_CONTROL, "propertyNames": {"pattern": rules::NO_CONTROL},
+        "items": {"$ref": FREE_JSON_REF}, "additionalProperties": {"$ref": FREE_JSON_REF}})
 }
 
 fn error_response(description: &str) -> Value {
