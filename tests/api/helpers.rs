@@ -281,6 +281,11 @@ pub fn sensor(name: &str) -> Value {
     serde_json::json!({"name": name, "scope": "sensor", "metadata": {"trigger_types": ["core.timer"]}})
 }
 
+/// A webhook account request for these `allowed_paths`.
+pub fn webhook(name: &str, allowed_paths: &[&str]) -> Value {
+    serde_json::json!({"name": name, "scope": "webhook", "metadata": {"allowed_paths": allowed_paths}})
+}
+
 impl TestApp {
     /// Adds a user through `POST /users`; panics unless 201.
     pub async fn add_user(&self, login: &str, password: &str, role: &str) -> Value {

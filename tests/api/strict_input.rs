@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{code, Backend, TestApp};
+use crate::helpers::{code, webhook, Backend, TestApp};
 
 /// Sends a raw body with a content type; status and JSON answer.
 async fn post_raw(
@@ -194,8 +194,10 @@ async fn control_characters_are_refused(backend: Backend) {
 async fn webhook_path_tricks_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let hook = app
-        .create_account(json!({"name": "webhook:deploy", "scope": "webhook",
-            "metadata": {"allowed_paths": ["/webhooks/deploy/*", "/webhooks/exact"]}}))
+        .create_account(webhook(
+            "webhook:deploy",
+            &["/webhooks/deploy/*", "/webhooks/exact"],
+        ))
         .await;
     let token = hook["token"].as_str().unwrap();
     let verify = |path: &'static str| {
@@ -256,8 +258,7 @@ async fn webhook_path_tricks_are_refused(backend: Backend) {
             .admin(
                 Method::POST,
                 "/service-accounts",
-                Some(&json!({"name": "webhook:x", "scope": "webhook",
-                    "metadata": {"allowed_paths": [pattern]}})),
+                Some(&webhook("webhook:x", &[pattern])),
             )
             .await;
         assert_eq!(
