@@ -106,9 +106,9 @@ pub fn revoke_matching(
             });
         }
         // The latest any covered token can expire: issued by the cutoff, living at most its
-        // scope's maximum (the verifier refuses longer ones), verified within the leeway.
+        // scope's ceiling (the verifier refuses longer ones), verified within the leeway.
         let longest = match selector.scope {
-            Some(scope) => settings.scopes.bounds(scope).max + settings.leeway,
+            Some(scope) => settings.scopes.lifetime_ceiling(scope) + settings.leeway,
             None => settings.max_token_lifetime(),
         };
         let expires_at = cutoff + chrono::Duration::from_std(longest).unwrap_or_default();

@@ -75,6 +75,17 @@ impl ScopePolicy {
         &self.bounds[scope.index()]
     }
 
+    /// The longest lifetime a token of `scope` may claim and still verify (without the
+    /// leeway): the configured maximum or the built-in one, whichever is larger, so that
+    /// lowering a maximum does not end, on some replicas and not others, tokens issued
+    /// before. Whatever must outlast every such token (a retiring key, a revocation rule)
+    /// waits this long.
+    pub fn lifetime_ceiling(&self, scope: Scope) -> Duration {
+        self.bounds(scope)
+            .max
+            .max(ScopePolicy::default().bounds(scope).max)
+    }
+
     /// Replaces one scope's bounds. `min` must be positive and `min <= default <= max`.
     pub fn set_bounds(&mut self, scope: Scope, bounds: TtlBounds) -> Result<(), String> {
         if bounds.min.is_zero() {

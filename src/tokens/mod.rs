@@ -165,7 +165,7 @@ impl TokenService {
             validation,
             signature_only,
             verified: crate::FastMap::default(),
-            lifetime_ceilings: lifetime_ceilings(&scopes),
+            lifetime_ceilings: Scope::ALL.map(|scope| (scope, scopes.lifetime_ceiling(scope))),
         }
     }
 
@@ -359,7 +359,7 @@ impl TokenService {
 
     /// Refuses a token that claims to live (from `iat` or `nbf`, whichever is earlier, to
     /// `exp`) longer than its scope's maximum TTL plus the leeway: tokend never mints one.
-    /// (The maximum is never below the built-in one: see [`lifetime_ceilings`].)
+    /// (The maximum is never below the built-in one: see [`ScopePolicy::lifetime_ceiling`].)
     fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
         let max = self
             .lifetime_ceilings
@@ -401,18 +401,6 @@ impl TokenService {
             _ => invalid("the token is malformed"),
         }
     }
-}
-
-/// Per scope, the larger of the configured maximum TTL and the contract's built-in one.
-/// Lowering a maximum (`TOKEND_TTL_SENSOR=24h:48h`) shortens the tokens issued from then on and
-/// those refreshed (clamped to today's bounds); it does not invalidate, on some replicas and
-/// not others during a rolling change, the tokens legitimately issued before.
-fn lifetime_ceilings(scopes: &ScopePolicy) -> [(Scope, Duration); 5] {
-    let builtin = ScopePolicy::default();
-    Scope::ALL.map(|scope| {
-        let max = scopes.bounds(scope).max.max(builtin.bounds(scope).max);
-        (scope, max)
-    })
 }
 
 /// Refuses tokens longer than [`MAX_TOKEN_BYTES`] before any other work (hashing included).

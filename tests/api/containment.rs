@@ -454,23 +454,25 @@ async fn bulk_revocation_reaches_replicas_and_is_pruned(backend: Backend) {
     );
 }
 
-/// A rule whose tokens can no longer verify is pruned by the cleanup worker.
+/// A rule whose tokens can no longer verify is pruned by the cleanup worker, and not before.
 async fn expired_rules_are_pruned(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| {
-        s.leeway = Duration::ZERO;
-        s.scopes
-            .set_bounds_from_spec(tokend::scope::Scope::Execution, "1s:2s:2s")
-            .unwrap();
-    })
+    let app = TestApp::spawn_with(backend, |s| s.leeway = Duration::ZERO).await;
+    // Execution tokens live at most 60 minutes: a rule for those issued before 59 min 58 s
+    // ago can cover a live token for two more seconds.
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(3600 - 2);
+    let (status, res) = bulk(
+        &app,
+        json!({"scope": "execution", "issued_before": cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+    )
     .await;
-    let exec = app
-        .create_account(
-            json!({"name": "exec:3", "scope": "execution", "metadata": {"execution_id": 3}}),
-        )
-        .await;
-    let (status, res) = bulk(&app, json!({"scope": "execution"})).await;
     assert_eq!(status, StatusCode::OK, "{res}");
-    assert_refused(&app, token(&exec), "covered").await;
+    assert!(res["rule_id"].is_i64(), "{res}");
+    let (status, report) = app.admin(Method::POST, "/admin/cleanup", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["deleted_rules"], 0,
+        "a covered token could still verify"
+    );
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let (status, report) = app.admin(Method::POST, "/admin/cleanup", None).await;
     assert_eq!(status, StatusCode::OK, "{report}");
