@@ -278,7 +278,7 @@ impl Settings {
     pub fn max_token_lifetime(&self) -> Duration {
         Scope::ALL
             .iter()
-            .map(|s| self.scopes.lifetime_ceiling(*s))
+            .map(|s| self.scopes.bounds(*s).max)
             .max()
             .unwrap_or_default()
             + self.leeway

@@ -1,5 +1,7 @@
-//! Expiry warnings pushed before they bite: when an unrevoked token crosses a threshold
-//! (24 h and 6 h before expiry by default), one signed POST to `TOKEND_EXPIRY_WEBHOOK_URL`:
+//! Webhook deliveries: revocations (`credentials.revoked`, recorded by [`revocation`] in the
+//! revocation's transaction) and expiry warnings pushed before they bite: when an unrevoked
+//! token crosses a threshold (24 h and 6 h before expiry by default), one signed POST to
+//! `TOKEND_EXPIRY_WEBHOOK_URL`:
 //!
 //! ```json
 //! {"event": "token.expiring", "identity_id": 12, "name": "sensor:core.timer", "scope": "sensor",

@@ -20,6 +20,7 @@ use crate::db::queries::rules::{self as rule_rows, TokenSelector};
 use crate::db::queries::tokens as token_rows;
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{ApiError, Code};
+use crate::scope::Scope;
 use crate::time;
 use crate::tokens::rules::{Rule, Selector};
 
@@ -107,10 +108,18 @@ pub fn revoke_matching(
         }
         // The latest any covered token can expire: issued by the cutoff, living at most its
         // scope's ceiling (the verifier refuses longer ones), verified within the leeway.
-        let longest = match selector.scope {
-            Some(scope) => settings.scopes.lifetime_ceiling(scope) + settings.leeway,
-            None => settings.max_token_lifetime(),
+        // (Not the configured maximum alone: a rule pruned too early would let a token issued
+        // under a larger bound verify again.)
+        let scopes = match &selector.scope {
+            Some(scope) => std::slice::from_ref(scope),
+            None => &Scope::ALL[..],
         };
+        let longest = scopes
+            .iter()
+            .map(|s| settings.scopes.lifetime_ceiling(*s))
+            .max()
+            .unwrap_or_default()
+            + settings.leeway;
         let expires_at = cutoff + chrono::Duration::from_std(longest).unwrap_or_default();
         let reason = request.reason.as_ref().map(Reason::as_str);
         // A cutoff so old that nothing it covers can still verify needs no rule.

@@ -78,8 +78,8 @@ impl ScopePolicy {
     /// The longest lifetime a token of `scope` may claim and still verify (without the
     /// leeway): the configured maximum or the built-in one, whichever is larger, so that
     /// lowering a maximum does not end, on some replicas and not others, tokens issued
-    /// before. Whatever must outlast every such token (a retiring key, a revocation rule)
-    /// waits this long.
+    /// before. A revocation rule is kept this long: pruned earlier, it would let such a token
+    /// verify again. (A retiring key is not: retiring it early only ends tokens sooner.)
     pub fn lifetime_ceiling(&self, scope: Scope) -> Duration {
         self.bounds(scope)
             .max
