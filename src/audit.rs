@@ -25,6 +25,7 @@ pub const REVOCATION_ACTIONS: &[&str] = &[
     "account.revoked",
     "token.revoked",
     "logout",
+    "login.revoked_previous",
     "key.revoked",
     "revocation.bulk",
     "user.disabled",

@@ -10,7 +10,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use uuid::Uuid;
+
 use super::input::Reason;
+use super::revoke::{revoke_families, revoke_rows};
 use super::users::Login;
 use crate::audit::{record, Actor};
 use crate::config::Settings;
@@ -45,6 +48,9 @@ pub struct BulkOutcome {
     pub dry_run: bool,
     /// The rule now in force (not for a dry run).
     pub rule: Option<Rule>,
+    /// Tokens revoked one by one: refreshed from covered ones (their families), or too old
+    /// for any rule this server keeps.
+    pub revoked_individually: Vec<(Uuid, DateTime<Utc>)>,
 }
 
 /// Revokes (or counts) every live token the request selects.
@@ -78,14 +84,14 @@ pub fn revoke_matching(
                     ))
                 })?;
             if selector.identity_id.is_some_and(|id| id != user.id) {
-                return Err(ApiError::new(
-                    Code::InvalidRequest,
-                    format!(
-                        "identity_id and user name different accounts (user '{}' is {})",
-                        login.as_str(),
-                        user.id
-                    ),
-                ));
+                // Selectors are all required: two that name different accounts match nothing.
+                return Ok(BulkOutcome {
+                    matched: 0,
+                    revoked_at: now,
+                    dry_run: request.dry_run,
+                    revoked_individually: Vec::new(),
+                    rule: None,
+                });
             }
             selector.identity_id = Some(user.id);
         }
@@ -103,6 +109,7 @@ pub fn revoke_matching(
                 matched: matched.len(),
                 revoked_at: now,
                 dry_run: true,
+                revoked_individually: Vec::new(),
                 rule: None,
             });
         }
@@ -110,7 +117,15 @@ pub fn revoke_matching(
         // scope's ceiling (the verifier refuses longer ones), verified within the leeway.
         // (Not the configured maximum alone: a rule pruned too early would let a token issued
         // under a larger bound verify again.)
-        let scopes = match &selector.scope {
+        // An account's tokens all have its scope: a rule for one account lives as long as
+        // that scope needs, not as long as the longest-lived scope.
+        let account_scope = match (selector.scope, selector.identity_id) {
+            (None, Some(id)) => {
+                identities::find(conn, id)?.and_then(|row| Scope::parse(&row.scope).ok())
+            }
+            _ => None,
+        };
+        let scopes = match selector.scope.as_ref().or(account_scope.as_ref()) {
             Some(scope) => std::slice::from_ref(scope),
             None => &Scope::ALL[..],
         };
@@ -120,7 +135,10 @@ pub fn revoke_matching(
             .max()
             .unwrap_or_default()
             + settings.leeway;
-        let expires_at = cutoff + chrono::Duration::from_std(longest).unwrap_or_default();
+        // One second more: a token still verifies at exactly `exp + leeway`.
+        let expires_at = cutoff
+            + chrono::Duration::from_std(longest).unwrap_or_default()
+            + chrono::Duration::seconds(1);
         let reason = request.reason.as_ref().map(Reason::as_str);
         // A cutoff so old that nothing it covers can still verify needs no rule.
         let needed = expires_at > now;
@@ -145,7 +163,24 @@ pub fn revoke_matching(
             )?)
         };
         let jtis: Vec<String> = matched.iter().map(|t| t.jti.clone()).collect();
+        let mut one_by_one = Vec::new();
+        if id.is_none() && !matched.is_empty() {
+            // Live tokens older than any this server's bounds allow (issued under other
+            // settings): no rule would be kept long enough, so they are revoked one by one.
+            let rows = token_rows::find_many(conn, &jtis)?;
+            one_by_one = revoke_rows(conn, &rows, now, reason, actor)?;
+        }
         token_rows::mark_revoked(conn, &jtis, time::to_db(now))?;
+        // Tokens refreshed from a covered one were issued after the cutoff (or signed by a
+        // newer key): the rule does not cover them, their family does.
+        let mut families: Vec<String> = matched
+            .iter()
+            .map(|t| t.family_id.clone().unwrap_or_else(|| t.jti.clone()))
+            .collect();
+        families.sort_unstable();
+        families.dedup();
+        let mut relatives = revoke_families(conn, &families, now, settings.leeway, reason, actor)?;
+        relatives.extend(one_by_one);
         let mut ids: Vec<i64> = matched.iter().map(|t| t.identity_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -160,6 +195,7 @@ pub fn revoke_matching(
             json!({
                 "rule_id": id,
                 "matched": matched.len(),
+                "revoked_individually": relatives.len(),
                 "accounts": ids.len(),
                 "scope": stored.scope,
                 "name": stored.name,
@@ -173,6 +209,7 @@ pub fn revoke_matching(
             matched: matched.len(),
             revoked_at: now,
             dry_run: false,
+            revoked_individually: relatives,
             rule: id.map(|id| Rule {
                 id,
                 selector,

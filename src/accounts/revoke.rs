@@ -108,6 +108,39 @@ pub fn revoke_live_tokens(
 ) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
     let cutoff = now - chrono::Duration::from_std(leeway).unwrap_or_default();
     let live = token_rows::live_of_identity(conn, identity_id, time::to_db(cutoff))?;
+    let revoked = revoke_rows(conn, &live, now, reason, actor)?;
+    identities::set_expiry(conn, identity_id, None)?;
+    Ok(revoked)
+}
+
+/// Revokes every live token of these refresh families (a token's family id, or its own id
+/// for a token from before families were recorded). Call inside a write transaction.
+pub fn revoke_families(
+    conn: &mut DbConnection,
+    families: &[String],
+    now: DateTime<Utc>,
+    leeway: Duration,
+    reason: Option<&str>,
+    actor: &Actor,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
+    let cutoff = time::to_db(now - chrono::Duration::from_std(leeway).unwrap_or_default());
+    let mut revoked = Vec::new();
+    for family in families {
+        let relatives = token_rows::live_of_family(conn, family, cutoff)?;
+        revoked.extend(revoke_rows(conn, &relatives, now, reason, actor)?);
+    }
+    Ok(revoked)
+}
+
+/// Marks these (live) tokens revoked and writes their revocation rows, which every replica
+/// reads on its next sync. Returns what this replica must refuse at once.
+pub(super) fn revoke_rows(
+    conn: &mut DbConnection,
+    live: &[IssuedTokenRow],
+    now: DateTime<Utc>,
+    reason: Option<&str>,
+    actor: &Actor,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
     let jtis: Vec<String> = live.iter().map(|t| t.jti.clone()).collect();
     token_rows::mark_revoked(conn, &jtis, time::to_db(now))?;
     let rows: Vec<NewRevocation> = live
@@ -115,7 +148,6 @@ pub fn revoke_live_tokens(
         .map(|t| revocation_row(t, now, reason, actor))
         .collect();
     revocations::insert_many(conn, &rows)?;
-    identities::set_expiry(conn, identity_id, None)?;
     Ok(live
         .iter()
         .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at))))
@@ -194,20 +226,17 @@ pub fn revoke_token(
         // Its family goes with it: every token refreshed from it (or from its ancestors),
         // even when this one had been revoked already (e.g. superseded by a refresh).
         let family = token.family_id.clone().unwrap_or_else(|| jti.clone());
-        let relatives = token_rows::live_of_family(conn, &family, time::to_db(cutoff))?;
-        let relative_ids: Vec<String> = relatives.iter().map(|t| t.jti.clone()).collect();
-        token_rows::mark_revoked(conn, &relative_ids, time::to_db(now))?;
-        let rows: Vec<NewRevocation> = relatives
-            .iter()
-            .map(|t| revocation_row(t, now, reason, actor))
-            .collect();
-        revocations::insert_many(conn, &rows)?;
-        revoked.extend(
-            relatives
-                .iter()
-                .filter_map(|t| Some((Uuid::parse_str(&t.jti).ok()?, time::from_db(t.expires_at)))),
-        );
-        if !changed && relatives.is_empty() {
+        let relatives = revoke_families(
+            conn,
+            std::slice::from_ref(&family),
+            now,
+            leeway,
+            reason,
+            actor,
+        )?;
+        let none_left = relatives.is_empty();
+        revoked.extend(relatives);
+        if !changed && none_left {
             let again = token_rows::find(conn, &jti)?.ok_or_else(missing)?;
             return Ok(Revoked {
                 identity_id,

@@ -19,7 +19,7 @@ use crate::audit::{record, Actor};
 use crate::config::Settings;
 use crate::db::models::{IdentityRow, NewRevocation};
 use crate::db::queries::identities::{self, USER};
-use crate::db::queries::{revocations, tokens as token_rows};
+use crate::db::queries::{revocations, rules as rule_rows, tokens as token_rows};
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{ApiError, Code};
 use crate::scope::Scope;
@@ -73,10 +73,9 @@ pub fn complete_login(
     remote_addr: Option<String>,
     earlier: Option<&FailedLogins>,
 ) -> Result<LoggedIn, ApiError> {
-    let row = candidate.0.ok_or_else(invalid_credentials)?;
-    let user = User::from_row(&row)?;
+    let checked = candidate.0.ok_or_else(invalid_credentials)?;
     let actor = Actor {
-        identity_id: Some(user.identity_id),
+        identity_id: Some(checked.id),
         remote_addr,
     };
     write_transaction(conn, |conn| {
@@ -84,9 +83,17 @@ pub fn complete_login(
         if let Some(failures) = earlier {
             record_failures(conn, failures)?;
         }
-        if identities::lock_unrevoked(conn, user.identity_id, USER, time::to_db(now))? == 0 {
+        if identities::lock_unrevoked(conn, checked.id, USER, time::to_db(now))? == 0 {
             return Err(invalid_credentials());
         }
+        // The row again, locked: while the password was being checked, an admin may have
+        // changed it or the role (and revoked every token). The password checked must still
+        // be the user's, and the token carries the role as it is now.
+        let row = identities::find(conn, checked.id)?.ok_or_else(invalid_credentials)?;
+        if row.password_hash != checked.password_hash {
+            return Err(invalid_credentials());
+        }
+        let user = User::from_row(&row)?;
         let revoked = if settings.login_revokes_previous {
             revoke_live_tokens(
                 conn,
@@ -99,6 +106,17 @@ pub fn complete_login(
         } else {
             Vec::new()
         };
+        if !revoked.is_empty() {
+            record(
+                conn,
+                &actor,
+                "login.revoked_previous",
+                Some(user.identity_id),
+                None,
+                Some("new login"),
+                json!({"login": user.login, "revoked_tokens": revoked.len()}),
+            )?;
+        }
         let metadata = user.token_metadata();
         let subject = TokenSubject {
             identity_id: user.identity_id,
@@ -185,8 +203,20 @@ pub fn refresh(
             );
         }
         // Another replica may have revoked this token in the last moments: the table decides.
+        // Its row is locked first, so a revocation in progress (a bulk one marks rows before
+        // it commits) is waited for rather than read past.
+        token_rows::lock(conn, &jti)?;
         let current = token_rows::find(conn, &jti)?.ok_or_else(revoked)?;
         if current.revoked_at.is_some() {
+            return Err(revoked());
+        }
+        // A rule made on another replica may not have reached this one's memory yet.
+        let rules = rule_rows::in_force(conn, time::to_db(now))?;
+        if rules
+            .into_iter()
+            .filter_map(crate::tokens::revocation::rule_from_row)
+            .any(|rule| rule.covers(claims))
+        {
             return Err(revoked());
         }
         // The account as it is now, not as the presented token remembers it.

@@ -167,6 +167,7 @@ pub async fn create(
         bulk::revoke_matching(conn, &s.settings, &request, &actor)
     })
     .await?;
+    crate::accounts::apply_revoked(&outcome.revoked_individually, state.tokens.revocations());
     if let Some(rule) = outcome.rule.clone() {
         state.tokens.revocations().rules().add(rule);
         crate::telemetry::tokens_revoked(outcome.matched);

@@ -8,7 +8,8 @@
 //! (`expires_at`). The set is replaced whole on every sync, so reads take no lock and pruned
 //! rules disappear everywhere.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -74,7 +75,13 @@ impl Rule {
 #[derive(Default)]
 pub struct RuleSet {
     rules: ArcSwap<Vec<Rule>>,
+    /// Rules this replica added itself, kept through syncs for a while: a sync that read the
+    /// table before the rule committed must not drop it until a later one reads it back.
+    added: Mutex<Vec<(Rule, Instant)>>,
 }
+
+/// How long a rule this replica added survives syncs that do not (yet) return it.
+const ADDED_GRACE: Duration = Duration::from_secs(10);
 
 impl RuleSet {
     pub fn new() -> RuleSet {
@@ -90,13 +97,23 @@ impl RuleSet {
         rules.iter().find(|r| r.covers(claims)).map(|r| r.id)
     }
 
-    /// Replaces every rule (a sync read them all).
-    pub fn replace(&self, rules: Vec<Rule>) {
+    /// Replaces every rule (a sync read them all), keeping those this replica added in the
+    /// last few seconds that the sync did not return yet.
+    pub fn replace(&self, mut rules: Vec<Rule>) {
+        let mut added = self.added.lock().unwrap_or_else(PoisonError::into_inner);
+        added.retain(|(_, at)| at.elapsed() < ADDED_GRACE);
+        for (rule, _) in added.iter() {
+            if !rules.iter().any(|r| r.id == rule.id) {
+                rules.push(rule.clone());
+            }
+        }
         self.rules.store(Arc::new(rules));
     }
 
     /// Adds a rule this replica just committed, before the next sync reads it back.
     pub fn add(&self, rule: Rule) {
+        let mut added = self.added.lock().unwrap_or_else(PoisonError::into_inner);
+        added.push((rule.clone(), Instant::now()));
         self.rules.rcu(|current| {
             let mut next = Vec::clone(current);
             if !next.iter().any(|r| r.id == rule.id) {
@@ -215,6 +232,13 @@ mod tests {
         set.add(rule(Selector::default(), 0)); // same id: not added twice
         assert_eq!(set.len(), 1);
         assert_eq!(set.covering(&claims(Scope::Sensor, "s", 1)), Some(1));
+        set.replace(Vec::new());
+        assert_eq!(
+            set.covering(&claims(Scope::Sensor, "s", 1)),
+            Some(1),
+            "a sync that read the table before this replica's rule committed keeps it"
+        );
+        set.added.lock().unwrap().clear();
         set.replace(Vec::new());
         assert_eq!(set.covering(&claims(Scope::Sensor, "s", 1)), None);
     }

@@ -308,6 +308,16 @@ async fn bulk_revocation_by_selector(backend: Backend) {
     }
     let (status, res) = bulk(&app, json!({"user": "nobody"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{res}");
+    let (status, res) = bulk(
+        &app,
+        json!({"user": "alice", "identity_id": timer["identity_id"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, res["matched"].as_u64(), &res["rule_id"]),
+        (StatusCode::OK, Some(0), &Value::Null),
+        "selectors naming different accounts match nothing: {res}"
+    );
 
     // A dry run counts and changes nothing.
     let (status, dry) = bulk(&app, json!({"scope": "sensor", "dry_run": true})).await;
@@ -414,6 +424,35 @@ async fn bulk_revocation_by_selector(backend: Backend) {
     assert_eq!(actions.len(), 3, "every bulk revocation is audited");
 }
 
+/// A token refreshed after the cutoff is not covered by the rule, but by its family: a bulk
+/// revocation takes it too.
+async fn bulk_revocation_takes_refreshed_tokens_with_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let stolen = app.create_account(sensor("sensor:stolen")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, child) = refresh(&app, token(&stolen), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let (status, grandchild) = refresh(&app, token(&child), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{grandchild}");
+    let bystander = app.create_account(sensor("sensor:bystander")).await;
+    let (status, res) = bulk(
+        &app,
+        json!({"scope": "sensor", "issued_before": stolen["issued_at"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["matched"], 1, "{res}");
+    assert_refused(&app, token(&stolen), "covered by the rule").await;
+    assert_refused(&app, token(&child), "refreshed after the cutoff").await;
+    assert_refused(&app, token(&grandchild), "refreshed from the refreshed one").await;
+    assert_accepted(
+        &app,
+        token(&bystander),
+        "issued after the cutoff, another family",
+    )
+    .await;
+}
+
 /// A rule made on one replica is enforced by the others within the propagation bound, and is
 /// pruned once nothing it covers can still verify.
 async fn bulk_revocation_reaches_replicas_and_is_pruned(backend: Backend) {
@@ -457,9 +496,9 @@ async fn bulk_revocation_reaches_replicas_and_is_pruned(backend: Backend) {
 /// A rule whose tokens can no longer verify is pruned by the cleanup worker, and not before.
 async fn expired_rules_are_pruned(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.leeway = Duration::ZERO).await;
-    // Execution tokens live at most 60 minutes: a rule for those issued before 59 min 58 s
-    // ago can cover a live token for two more seconds.
-    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(3600 - 2);
+    // Execution tokens live at most 60 minutes: a rule for those issued before 59 min 59 s
+    // ago can cover a live token for about two more seconds (one more than the lifetime).
+    let cutoff = chrono::Utc::now() - chrono::Duration::seconds(3600 - 1);
     let (status, res) = bulk(
         &app,
         json!({"scope": "execution", "issued_before": cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
@@ -473,7 +512,7 @@ async fn expired_rules_are_pruned(backend: Backend) {
         report["deleted_rules"], 0,
         "a covered token could still verify"
     );
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let (status, report) = app.admin(Method::POST, "/admin/cleanup", None).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["deleted_rules"], 1, "{report}");
@@ -569,6 +608,7 @@ crate::both_backends!(
     revoking_a_token_revokes_its_family,
     refresh_derives_the_role_from_the_account,
     bulk_revocation_by_selector,
+    bulk_revocation_takes_refreshed_tokens_with_it,
     bulk_revocation_reaches_replicas_and_is_pruned,
     expired_rules_are_pruned,
 );

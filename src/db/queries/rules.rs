@@ -26,6 +26,7 @@ pub struct MatchedToken {
     pub jti: String,
     pub identity_id: i64,
     pub expires_at: NaiveDateTime,
+    pub family_id: Option<String>,
 }
 
 /// Unrevoked tokens that still verify (expiry after `cutoff`) and match `s`.
@@ -43,6 +44,7 @@ pub fn matching_live(
             issued_token::jti,
             issued_token::identity_id,
             issued_token::expires_at,
+            issued_token::family_id,
         ))
         .into_boxed();
     if let Some(scope) = &s.scope {

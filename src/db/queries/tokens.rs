@@ -21,6 +21,28 @@ pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<IssuedToke
         .optional()
 }
 
+/// The recorded tokens with these ids (500 per statement).
+pub fn find_many(conn: &mut DbConnection, jtis: &[String]) -> QueryResult<Vec<IssuedTokenRow>> {
+    let mut out = Vec::new();
+    for chunk in jtis.chunks(500) {
+        out.extend(
+            issued_token::table
+                .filter(issued_token::jti.eq_any(chunk))
+                .select(IssuedTokenRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Locks a token's row for the rest of the transaction (a no-op update), so a concurrent
+/// revocation of it is waited for, not read past. Returns 0 when it is missing.
+pub fn lock(conn: &mut DbConnection, jti: &str) -> QueryResult<usize> {
+    diesel::update(issued_token::table.find(jti))
+        .set(issued_token::revoked_at.eq(issued_token::revoked_at))
+        .execute(conn)
+}
+
 /// Every recorded token of an identity, newest first.
 pub fn of_identity(conn: &mut DbConnection, identity_id: i64) -> QueryResult<Vec<IssuedTokenRow>> {
     issued_token::table
@@ -51,7 +73,13 @@ pub fn live_of_family(
     cutoff: NaiveDateTime,
 ) -> QueryResult<Vec<IssuedTokenRow>> {
     issued_token::table
-        .filter(issued_token::family_id.eq(family_id))
+        // A token issued before families were recorded has none, and founds one under its
+        // own id for the tokens refreshed from it.
+        .filter(
+            issued_token::family_id
+                .eq(family_id)
+                .or(issued_token::jti.eq(family_id)),
+        )
         .filter(issued_token::revoked_at.is_null())
         .filter(issued_token::expires_at.gt(cutoff))
         .select(IssuedTokenRow::as_select())
