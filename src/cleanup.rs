@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{locks, revocations, rules, tokens};
+use crate::db::queries::{locks, notifications, revocations, rules, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -90,6 +90,7 @@ pub fn run(
     let retention = chrono::Duration::from_std(settings.token_retention).unwrap_or_default();
     let token_cutoff = time::to_db(now - retention.max(leeway));
     let mut report = CleanupReport::default();
+    let mut deleted_notifications = 0;
     let outcome = (|| -> Result<(), DbError> {
         report.deleted_revocations = delete_in_batches(&mut conn, |c| {
             revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
@@ -99,6 +100,19 @@ pub fn run(
         })?;
         // Rules that no live token can fall under any more.
         report.deleted_rules = rules::delete_expired(&mut conn, revocation_cutoff)? as u64;
+        // Webhook deliveries no one needs any more: a warning's row keeps it from repeating
+        // only until its token expired (it was written at most a threshold before), a
+        // revocation notice is given up after a day.
+        let longest_threshold = settings
+            .expiry_webhook
+            .as_ref()
+            .and_then(|hook| hook.thresholds.iter().max().copied())
+            .unwrap_or_default();
+        let keep = retention
+            .max(chrono::Duration::from_std(longest_threshold).unwrap_or_default())
+            .max(chrono::Duration::days(2));
+        deleted_notifications =
+            notifications::delete_created_before(&mut conn, time::to_db(now - keep))?;
         Ok(())
     })();
     report.took_ms = started.elapsed().as_millis() as u64;
@@ -114,6 +128,7 @@ pub fn run(
             "deleted_revocations": report.deleted_revocations,
             "deleted_tokens": report.deleted_tokens,
             "deleted_rules": report.deleted_rules,
+            "deleted_notifications": deleted_notifications,
             "took_ms": report.took_ms,
         }),
     );

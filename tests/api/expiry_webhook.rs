@@ -309,7 +309,54 @@ async fn revocations_go_out_on_the_webhook(backend: Backend) {
     assert_eq!(rule_notice["detail"]["scope"], "sensor");
 }
 
+/// The outbox does not grow for ever: deliveries older than the retention go at cleanup,
+/// also the revocation notices of a server with no webhook configured.
+async fn old_deliveries_are_pruned(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for name in ["sensor:old", "sensor:new"] {
+        let account = app.create_account(crate::helpers::sensor(name)).await;
+        let (status, _) = app
+            .admin(
+                Method::DELETE,
+                &format!("/service-accounts/{}", account["identity_id"]),
+                None,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+    }
+    let count = |sql: &'static str| {
+        let state = app.state.clone();
+        actix_web::web::block(move || {
+            use diesel::RunQueryDsl;
+            let mut conn = state.pool.get().unwrap();
+            diesel::sql_query(sql).execute(&mut *conn).unwrap()
+        })
+    };
+    // Age the first notice past the retention (30 days by default).
+    let aged = count(
+        "UPDATE expiry_notification SET created_at = '2020-01-01 00:00:00' \
+         WHERE id = (SELECT MIN(id) FROM expiry_notification)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(aged, 1, "each revocation recorded a notice");
+    let (status, _) = app.admin(Method::POST, "/admin/cleanup", None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let (_, audit) = app
+        .admin(Method::GET, "/audit?action=cleanup.run&limit=1", None)
+        .await;
+    assert_eq!(
+        audit["data"][0]["detail"]["deleted_notifications"], 1,
+        "{audit}"
+    );
+    let left = count("UPDATE expiry_notification SET attempts = attempts")
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the recent notice stays");
+}
+
 crate::both_backends!(
+    old_deliveries_are_pruned,
     revocations_go_out_on_the_webhook,
     warnings_are_signed_retried_and_never_repeated,
     restart_neither_loses_nor_repeats

@@ -172,3 +172,9 @@ pub fn mark_failed(
         ))
         .execute(conn)
 }
+
+/// Deletes deliveries recorded before `cutoff`, whatever their state. Returns how many went.
+pub fn delete_created_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(expiry_notification::table.filter(expiry_notification::created_at.lt(cutoff)))
+        .execute(conn)
+}
