@@ -21,7 +21,14 @@ pub struct Hasher {
     jobs: SyncSender<Job>,
     /// One permit per job running or queued: `workers + queue`.
     slots: Arc<Semaphore>,
+    /// Places only [`Hasher::reserve_priority`] may take once `slots` are gone: a flood of
+    /// strangers' logins fills the queue, the real user (a known login and address) and an
+    /// admin setting a password still get a place.
+    reserved: Arc<Semaphore>,
 }
+
+/// Places kept for priority work, per hashing thread.
+const RESERVED_PER_WORKER: usize = 2;
 
 /// The answer when every hashing thread is busy and the queue is full.
 pub fn too_busy() -> ApiError {
@@ -93,7 +100,8 @@ impl Hasher {
     /// end when the `Hasher` is dropped.
     pub fn start(passwords: Passwords, workers: usize, queue: usize) -> std::io::Result<Hasher> {
         let workers = workers.max(1);
-        let (jobs, rx) = sync_channel::<Job>(workers + queue);
+        let reserved = workers * RESERVED_PER_WORKER;
+        let (jobs, rx) = sync_channel::<Job>(workers + queue + reserved);
         let rx = Arc::new(Mutex::new(rx));
         let passwords = Arc::new(passwords);
         for n in 0..workers {
@@ -105,6 +113,7 @@ impl Hasher {
         Ok(Hasher {
             jobs,
             slots: Arc::new(Semaphore::new(workers + queue)),
+            reserved: Arc::new(Semaphore::new(reserved)),
         })
     }
 
@@ -121,9 +130,27 @@ impl Hasher {
         })
     }
 
-    /// A PHC string for a new password. Err is [`too_busy`] or an internal error.
+    /// A place for priority work: an ordinary one, else one of the reserved places.
+    pub fn reserve_priority(&self) -> Result<Slot<'_>, ApiError> {
+        self.reserve().or_else(|_| {
+            let permit = self
+                .reserved
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| too_busy())?;
+            Ok(Slot {
+                hasher: self,
+                permit,
+            })
+        })
+    }
+
+    /// A PHC string for a new password (an admin's call: a priority place). Err is
+    /// [`too_busy`] or an internal error.
     pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
-        self.reserve()?.run(move |p| p.hash(&password)).await?
+        self.reserve_priority()?
+            .run(move |p| p.hash(&password))
+            .await?
     }
 }
 
@@ -187,7 +214,19 @@ mod tests {
             .collect();
         let refused = hasher.reserve().err().unwrap();
         assert_eq!(refused.code(), Code::TooManyAttempts);
+        // Priority work (a known login and address, an admin's new password) still gets the
+        // reserved places, and only those.
+        let priority: Vec<_> = (0..RESERVED_PER_WORKER)
+            .map(|_| hasher.reserve_priority().unwrap().submit(|_| ()).unwrap())
+            .collect();
+        assert_eq!(
+            hasher.reserve_priority().err().unwrap().code(),
+            Code::TooManyAttempts
+        );
         release.send(()).unwrap();
+        for rx in priority {
+            rx.await.unwrap();
+        }
         blocker.await.unwrap();
         for rx in queued {
             rx.await.unwrap();

@@ -238,6 +238,7 @@ impl LoginThrottle {
             charged,
             remote_addr: addr.to_string(),
             settled: false,
+            hashing: false,
         })
     }
 
@@ -436,8 +437,9 @@ pub fn record_failures(conn: &mut DbConnection, f: &FailedLogins) -> Result<(), 
     )
 }
 
-/// An attempt let through the throttle. Dropped without an outcome (a storage error, a
-/// full hashing queue, a client that went away), it is given back.
+/// An attempt let through the throttle. Dropped without an outcome before its password
+/// went to the hashing threads (a storage error, a full hashing queue), it is given back;
+/// dropped after (a client that hung up while its hash ran), it counts as a failure.
 pub struct Attempt {
     throttle: Arc<LoginThrottle>,
     key: PairKey,
@@ -445,9 +447,27 @@ pub struct Attempt {
     charged: bool,
     remote_addr: String,
     settled: bool,
+    /// Its password went to the hashing threads: from then on, dropping it (a client that
+    /// hung up while its hash ran) counts as a failure, not as an attempt never made.
+    hashing: bool,
 }
 
 impl Attempt {
+    /// The pair logged in from this address before: it gets the reserved hashing places.
+    pub fn is_known_pair(&self) -> bool {
+        !self.charged
+    }
+
+    /// The password is about to be checked (see the `hashing` field).
+    pub fn hashing(&mut self) {
+        self.hashing = true;
+    }
+
+    /// Not checked after all (a storage error after the check): as if it never came.
+    pub fn give_back(mut self) {
+        self.hashing = false;
+    }
+
     /// The password was wrong (or the login unknown).
     pub fn failed(mut self, identity_id: Option<i64>) {
         self.settled = true;
@@ -474,7 +494,14 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if !self.settled {
+        if self.settled {
+            return;
+        }
+        if self.hashing {
+            // The hash runs anyway: hanging up must not make guessing free.
+            self.throttle
+                .failed(&self.key, std::mem::take(&mut self.remote_addr), None);
+        } else {
             self.throttle.release(&self.key, self.charged);
         }
     }
@@ -530,6 +557,27 @@ mod tests {
         t.admit_at(k, now)?;
         t.failed(k, k.addr.to_string(), None);
         Ok(())
+    }
+
+    #[test]
+    fn hanging_up_while_the_hash_runs_still_counts() {
+        let t = Arc::new(throttle(2, 1000));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..2 {
+            let mut attempt = t.admit("alice", ip).unwrap();
+            attempt.hashing();
+            drop(attempt); // the client went away; its hash ran anyway
+        }
+        assert!(
+            t.admit("alice", ip).is_err(),
+            "two dropped attempts are two failures"
+        );
+        // Dropped before hashing (a full queue): as if never made.
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        for _ in 0..5 {
+            drop(t.admit("alice", other).unwrap());
+        }
+        assert!(t.admit("alice", other).is_ok());
     }
 
     #[test]

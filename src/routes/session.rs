@@ -111,10 +111,16 @@ async fn attempt_login(
     })?;
     let ttl = state.settings.scopes.resolve(Scope::Cli, ttl)?;
     let addr = client_addr(req);
-    let attempt = state.logins.admit(login.as_str(), addr)?;
-    // A place on the hashing threads first: a refused login costs no database read.
-    let slot = state.hasher.reserve()?;
+    let mut attempt = state.logins.admit(login.as_str(), addr)?;
+    // A place on the hashing threads first: a refused login costs no database read. A login
+    // from an address it succeeded from before may take a reserved place.
+    let slot = if attempt.is_known_pair() {
+        state.hasher.reserve_priority()?
+    } else {
+        state.hasher.reserve()?
+    };
     let candidate = with_db(state, move |_, conn| sessions::find_candidate(conn, &login)).await?;
+    attempt.hashing();
     if !slot.verify(candidate.password_hash(), password).await? {
         attempt.failed(candidate.identity_id());
         return Err(sessions::invalid_credentials());
@@ -141,6 +147,7 @@ async fn attempt_login(
         }
         Err(e) => {
             state.logins.restore(earlier);
+            attempt.give_back();
             Err(e)
         }
     }
