@@ -119,29 +119,19 @@ impl Hasher {
 
     /// A place on the threads, or [`too_busy`] at once.
     pub fn reserve(&self) -> Result<Slot<'_>, ApiError> {
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| too_busy())?;
-        Ok(Slot {
-            hasher: self,
-            permit,
-        })
+        self.take(&self.slots)
     }
 
     /// A place for priority work: an ordinary one, else one of the reserved places.
     pub fn reserve_priority(&self) -> Result<Slot<'_>, ApiError> {
-        self.reserve().or_else(|_| {
-            let permit = self
-                .reserved
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| too_busy())?;
-            Ok(Slot {
-                hasher: self,
-                permit,
-            })
+        self.reserve().or_else(|_| self.take(&self.reserved))
+    }
+
+    fn take(&self, places: &Arc<Semaphore>) -> Result<Slot<'_>, ApiError> {
+        let permit = places.clone().try_acquire_owned().map_err(|_| too_busy())?;
+        Ok(Slot {
+            hasher: self,
+            permit,
         })
     }
 
