@@ -17,9 +17,9 @@ use super::revoke::{revoke_families, revoke_rows};
 use super::users::Login;
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::models::NewRevocationRule;
+use crate::db::models::{NewRevocationRule, RuleSelector};
 use crate::db::queries::identities::{self, USER};
-use crate::db::queries::rules::{self as rule_rows, TokenSelector};
+use crate::db::queries::rules as rule_rows;
 use crate::db::queries::tokens as token_rows;
 use crate::db::{write_transaction, DbConnection};
 use crate::error::{ApiError, Code};
@@ -95,7 +95,7 @@ pub fn revoke_matching(
             }
             selector.identity_id = Some(user.id);
         }
-        let stored = TokenSelector {
+        let stored = RuleSelector {
             scope: selector.scope.map(|s| s.as_str().to_owned()),
             name: selector.name.clone(),
             name_prefix: selector.name_prefix.clone(),
@@ -148,12 +148,7 @@ pub fn revoke_matching(
             Some(rule_rows::insert(
                 conn,
                 &NewRevocationRule {
-                    scope: stored.scope.clone(),
-                    name: stored.name.clone(),
-                    name_prefix: stored.name_prefix.clone(),
-                    identity_id: stored.identity_id,
-                    key_id: stored.key_id.clone(),
-                    issued_before: stored.issued_before,
+                    selector: stored.clone(),
                     expires_at: time::to_db(expires_at),
                     created_at: time::to_db(now),
                     created_by: actor.identity_id,

@@ -188,6 +188,12 @@ fn find_user_row(conn: &mut DbConnection, id: i64) -> Result<IdentityRow, ApiErr
         .ok_or_else(|| ApiError::not_found(format!("no user {id}; GET /users lists them")))
 }
 
+/// Locks a user's row for the rest of the transaction and reads it (404 if deleted).
+fn lock_user(conn: &mut DbConnection, id: i64, now: DateTime<Utc>) -> Result<User, ApiError> {
+    identities::lock(conn, id, time::to_db(now))?;
+    User::from_row(&find_user_row(conn, id)?)
+}
+
 /// What `PATCH /users/{id}` changes; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
@@ -215,9 +221,7 @@ pub fn update(
 ) -> Result<UserChanged, ApiError> {
     write_transaction(conn, |conn| {
         let now = time::now();
-        identities::lock(conn, id, time::to_db(now))?;
-        let before = find_user_row(conn, id)?;
-        let old = User::from_row(&before)?;
+        let old = lock_user(conn, id, now)?;
         let mut actions: Vec<(&str, Value)> = Vec::new();
         if let Some(role) = change.role.filter(|r| *r != old.role) {
             identities::set_role(conn, id, role.as_str(), &role_metadata(&old.login, role))?;
@@ -276,8 +280,7 @@ pub fn delete(
 ) -> Result<UserChanged, ApiError> {
     write_transaction(conn, |conn| {
         let now = time::now();
-        identities::lock(conn, id, time::to_db(now))?;
-        let user = User::from_row(&find_user_row(conn, id)?)?;
+        let user = lock_user(conn, id, now)?;
         let revoked = revoke_live_tokens(conn, id, now, leeway, Some("user deleted"), actor)?;
         identities::mark_revoked(
             conn,

@@ -113,16 +113,26 @@ pub struct SigningKeyRow {
     pub retire_after: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// What a revocation rule selects, as `revocation_rule` holds it (and as the token tables
+/// are matched against it).
+#[derive(Debug, Clone, Default, Queryable, Selectable, Insertable)]
 #[diesel(table_name = revocation_rule)]
-pub struct RevocationRuleRow {
-    pub id: i64,
+pub struct RuleSelector {
     pub scope: Option<String>,
     pub name: Option<String>,
     pub name_prefix: Option<String>,
     pub identity_id: Option<i64>,
     pub key_id: Option<String>,
+    /// Tokens issued at or before this.
     pub issued_before: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = revocation_rule)]
+pub struct RevocationRuleRow {
+    pub id: i64,
+    #[diesel(embed)]
+    pub selector: RuleSelector,
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub created_by: Option<i64>,
@@ -133,12 +143,8 @@ pub struct RevocationRuleRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = revocation_rule)]
 pub struct NewRevocationRule {
-    pub scope: Option<String>,
-    pub name: Option<String>,
-    pub name_prefix: Option<String>,
-    pub identity_id: Option<i64>,
-    pub key_id: Option<String>,
-    pub issued_before: NaiveDateTime,
+    #[diesel(embed)]
+    pub selector: RuleSelector,
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub created_by: Option<i64>,

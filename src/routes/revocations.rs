@@ -198,12 +198,12 @@ pub async fn list(state: web::Data<AppState>, _reader: Reader) -> Result<HttpRes
         .into_iter()
         .map(|r| RevocationRule {
             id: r.id,
-            scope: r.scope,
-            name: r.name,
-            name_prefix: r.name_prefix,
-            identity_id: r.identity_id,
-            key_id: r.key_id,
-            issued_before: time::from_db(r.issued_before),
+            scope: r.selector.scope,
+            name: r.selector.name,
+            name_prefix: r.selector.name_prefix,
+            identity_id: r.selector.identity_id,
+            key_id: r.selector.key_id,
+            issued_before: time::from_db(r.selector.issued_before),
             expires_at: time::from_db(r.expires_at),
             created_at: time::from_db(r.created_at),
             created_by: r.created_by,

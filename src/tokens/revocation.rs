@@ -110,7 +110,8 @@ fn rules_in_force(conn: &mut DbConnection) -> Result<Vec<Rule>, diesel::result::
 
 /// A stored rule as the verifier checks it.
 pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
-    let scope = match row.scope.as_deref().map(Scope::parse) {
+    let selector = row.selector;
+    let scope = match selector.scope.as_deref().map(Scope::parse) {
         None => None,
         Some(Ok(scope)) => Some(scope),
         Some(Err(_)) => {
@@ -126,12 +127,12 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
         id: row.id,
         selector: Selector {
             scope,
-            name: row.name,
-            name_prefix: row.name_prefix,
-            identity_id: row.identity_id,
-            key_id: row.key_id,
+            name: selector.name,
+            name_prefix: selector.name_prefix,
+            identity_id: selector.identity_id,
+            key_id: selector.key_id,
         },
-        issued_before: row.issued_before.and_utc().timestamp(),
+        issued_before: selector.issued_before.and_utc().timestamp(),
         expires_at: row.expires_at.and_utc().timestamp(),
     })
 }

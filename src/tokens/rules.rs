@@ -130,11 +130,6 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.load().is_empty()
     }
-
-    /// The rules in force, for listings.
-    pub fn snapshot(&self) -> Arc<Vec<Rule>> {
-        self.rules.load_full()
-    }
 }
 
 #[cfg(test)]

@@ -4,21 +4,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Text};
 
-use crate::db::models::{NewRevocationRule, RevocationRuleRow};
+use crate::db::models::{NewRevocationRule, RevocationRuleRow, RuleSelector};
 use crate::db::schema::{identity, issued_token, revocation_rule};
 use crate::db::DbConnection;
-
-/// What a bulk revocation selects, as the tables hold it.
-#[derive(Debug, Clone, Default)]
-pub struct TokenSelector {
-    pub scope: Option<String>,
-    pub name: Option<String>,
-    pub name_prefix: Option<String>,
-    pub identity_id: Option<i64>,
-    pub key_id: Option<String>,
-    /// Tokens issued at or before this.
-    pub issued_before: NaiveDateTime,
-}
 
 /// A live token a selector matches.
 #[derive(Debug, Clone, Queryable)]
@@ -32,7 +20,7 @@ pub struct MatchedToken {
 /// Unrevoked tokens that still verify (expiry after `cutoff`) and match `s`.
 pub fn matching_live(
     conn: &mut DbConnection,
-    s: &TokenSelector,
+    s: &RuleSelector,
     cutoff: NaiveDateTime,
 ) -> QueryResult<Vec<MatchedToken>> {
     let mut q = issued_token::table
