@@ -159,8 +159,8 @@ fn deliver_due(
     let now = time::now();
     let due = notifications::due(conn, time::to_db(now), 100).map_err(|e| e.to_string())?;
     for n in due {
-        // The lease: long enough for one attempt, short enough to retry soon after a crash.
-        let lease = time::to_db(now + chrono::Duration::seconds(60));
+        let lease =
+            time::to_db(now + chrono::Duration::from_std(ATTEMPT_LEASE).unwrap_or_default());
         if !notifications::claim(conn, n.id, time::to_db(now), lease).map_err(|e| e.to_string())? {
             continue;
         }
@@ -233,10 +233,17 @@ fn backoff(base: Duration, attempts: i64) -> chrono::Duration {
         .max(chrono::Duration::seconds(1))
 }
 
+/// How long one delivery attempt may take before it is abandoned.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an attempt holds its row: the attempt's timeout and a margin, so a process killed
+/// mid-attempt leaves the warning to be retried (by a replica or after a restart) this soon.
+pub const ATTEMPT_LEASE: Duration = Duration::from_secs(15);
+
 /// Polls until the process ends.
 pub async fn run_forever(pool: Pool, hook: ExpiryWebhook) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(ATTEMPT_TIMEOUT))
         .http_status_as_error(false)
         .build()
         .into();
