@@ -59,15 +59,23 @@ pub struct Opened {
 /// Opens the database (waiting for it if needed), runs migrations, loads or creates the
 /// signing keys and loads the revocation set. Blocking.
 pub fn open(settings: &Settings) -> Result<Opened, StartError> {
-    let pool = db::connect_pool(&settings.database, settings.pool_size, settings.db_wait)?;
     let manager = DbManager::new(settings.database.clone());
+    let pool = db::connect_pool(
+        &manager,
+        settings.pool_size,
+        settings.db_pool_timeout,
+        settings.db_wait,
+    )?;
     let mut conn = pool.get().map_err(DbError::from)?;
     let applied = db::run_migrations(&mut conn)?;
     if applied > 0 {
         log::info!("applied {applied} database migrations");
     }
     let keys = Arc::new(KeyStore::load_or_create(&mut conn, settings)?);
-    let revocations = Arc::new(RevocationSet::new());
+    let revocations = Arc::new(RevocationSet::with_bounds(
+        settings.revocation_max_staleness,
+        settings.max_clock_skew,
+    ));
     let leeway = chrono::Duration::from_std(settings.leeway).unwrap_or_default();
     let cutoff = crate::time::to_db(crate::time::now() - leeway);
     let cursor = revocation::load(&mut conn, &revocations, cutoff).map_err(DbError::from)?;
@@ -162,6 +170,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
+        server = server.shutdown_timeout(settings.shutdown_timeout.as_secs());
         let server = server.run();
         actix_web::rt::spawn(revocation::sync_forever(
             opened.manager.clone(),
@@ -169,6 +178,9 @@ impl Application {
             opened.cursor,
             settings.revocation_sync_interval,
             settings.leeway,
+        ));
+        actix_web::rt::spawn(crate::tokens::freshness::watch_forever(
+            opened.revocations.freshness().clone(),
         ));
         actix_web::rt::spawn(crate::tokens::keys::sync_forever(
             opened.manager.clone(),

@@ -146,6 +146,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
                 TokenError::Expired { .. } => Verification::Expired,
                 TokenError::Revoked { .. } => Verification::Revoked,
                 TokenError::Invalid(_) => Verification::Invalid,
+                TokenError::Unavailable(_) => Verification::Unavailable,
             });
             if let TokenError::Revoked { jti, identity_id } = &e {
                 let remote = client_ip(req).map(|ip| ip.to_string());

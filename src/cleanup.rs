@@ -7,6 +7,11 @@
 //! (tens of milliseconds on SQLite). On PostgreSQL a session advisory lock makes sure
 //! one replica at a time runs it, and a run record in `worker_lease` makes a scheduled run
 //! happen once per interval across all replicas rather than once per replica.
+//!
+//! One clock: every cutoff and the run record are taken from the database's clock, never the
+//! replica's, and a replica whose clock is off by more than `TOKEND_MAX_CLOCK_SKEW` deletes
+//! nothing at all (a sign something is wrong with the host). A run that did not happen says
+//! why ([`Skipped`]); `POST /admin/cleanup` answers it with 409 (503 for clock skew).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{locks, notifications, revocations, rules, tokens};
+use crate::db::queries::{clock, locks, notifications, revocations, rules, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -46,29 +51,80 @@ pub enum Trigger {
     OnDemand,
 }
 
-/// Runs the cleanup once. `Ok(None)`: skipped, another replica has it covered.
+/// Why a run did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// Another replica is running it right now.
+    RunningElsewhere,
+    /// A scheduled run: it ran within the last interval (on some replica).
+    RanRecently,
+    /// This host's clock differs from the database's by this many milliseconds, more than
+    /// `TOKEND_MAX_CLOCK_SKEW`.
+    ClockSkew { skew_ms: i64 },
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::RunningElsewhere => f.write_str(
+                "the cleanup did not run: another replica is running it right now; try again when it finished",
+            ),
+            Skipped::RanRecently => f.write_str("the cleanup ran within the last interval"),
+            Skipped::ClockSkew { skew_ms } => write!(
+                f,
+                "the cleanup did not run: this host's clock differs from the database's by {:.1}s; nothing is deleted until the clock is fixed",
+                *skew_ms as f64 / 1000.0
+            ),
+        }
+    }
+}
+
+/// Runs the cleanup once; `Ok(Err(why))` when it did not run.
 pub fn run(
     manager: &DbManager,
     settings: &Settings,
     trigger: Trigger,
     actor: &Actor,
-) -> Result<Option<CleanupReport>, DbError> {
+) -> Result<Result<CleanupReport, Skipped>, DbError> {
     // A connection of its own: the advisory lock lives and dies with it, never leaking into
     // the pool, and is released by PostgreSQL if this process dies mid-run.
-    let mut conn = manager
-        .connect()
-        .map_err(|e| DbError::Migration(e.to_string()))?;
-    match trigger {
-        Trigger::Scheduled => {
-            if !locks::try_lock(&mut conn, CLEANUP_LOCK)? {
-                log::debug!("cleanup skipped: another replica is running it");
-                return Ok(None);
-            }
-        }
-        Trigger::OnDemand => locks::lock(&mut conn, CLEANUP_LOCK)?,
+    let mut conn = manager.connect().map_err(|e| match e {
+        diesel::r2d2::Error::ConnectionError(c) => DbError::Connection(c),
+        diesel::r2d2::Error::QueryError(q) => DbError::Query(q),
+    })?;
+    // Never a wait: a run elsewhere may take long, and a waiting caller would time out anyway.
+    if !locks::try_lock(&mut conn, CLEANUP_LOCK)? {
+        log::debug!("cleanup skipped: another replica is running it");
+        return Ok(Err(Skipped::RunningElsewhere));
     }
+    let outcome = locked_run(&mut conn, settings, trigger, actor);
+    let _ = locks::unlock(&mut conn, CLEANUP_LOCK);
+    outcome
+}
+
+/// [`run`] under the job's lock.
+fn locked_run(
+    conn: &mut crate::db::DbConnection,
+    settings: &Settings,
+    trigger: Trigger,
+    actor: &Actor,
+) -> Result<Result<CleanupReport, Skipped>, DbError> {
     let started = Instant::now();
-    let now = time::now();
+    // The database's clock decides; a host that disagrees with it by more than the bound
+    // deletes nothing (its other decisions are suspect too).
+    let local = time::now();
+    let now = time::from_db(clock::now(conn)?);
+    let skew = now - local;
+    let max_skew = chrono::Duration::from_std(settings.max_clock_skew).unwrap_or_default();
+    if skew.abs() > max_skew + chrono::Duration::from_std(started.elapsed()).unwrap_or_default() {
+        log::warn!(
+            "cleanup skipped: this host's clock is {:+.1}s off the database's",
+            skew.num_milliseconds() as f64 / 1000.0
+        );
+        return Ok(Err(Skipped::ClockSkew {
+            skew_ms: skew.num_milliseconds(),
+        }));
+    }
     let interval = chrono::Duration::from_std(settings.cleanup_interval).unwrap_or_default();
     // Scheduled: once per interval across replicas (a little slack for timer jitter).
     let not_after = match trigger {
@@ -76,13 +132,19 @@ pub fn run(
         Trigger::OnDemand => now + chrono::Duration::seconds(1),
     };
     let holder = format!("pid {}", std::process::id());
-    let claimed = write_transaction(&mut conn, |c| {
-        locks::claim_run(c, JOB, time::to_db(now), time::to_db(not_after), &holder)
+    let claimed = write_transaction(conn, |c| {
+        locks::claim_run(
+            c,
+            JOB,
+            time::to_db(now),
+            time::to_db(not_after),
+            time::to_db(now + interval),
+            &holder,
+        )
     })?;
     if !claimed {
-        locks::unlock(&mut conn, CLEANUP_LOCK)?;
         log::debug!("cleanup skipped: it ran within the last interval");
-        return Ok(None);
+        return Ok(Err(Skipped::RanRecently));
     }
     // A revoked token inside the leeway after its expiry still verifies: keep its row until then.
     let leeway = chrono::Duration::from_std(settings.leeway).unwrap_or_default();
@@ -92,14 +154,14 @@ pub fn run(
     let mut report = CleanupReport::default();
     let mut deleted_notifications = 0;
     let outcome = (|| -> Result<(), DbError> {
-        report.deleted_revocations = delete_in_batches(&mut conn, |c| {
+        report.deleted_revocations = delete_in_batches(conn, |c| {
             revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
         })?;
-        report.deleted_tokens = delete_in_batches(&mut conn, |c| {
+        report.deleted_tokens = delete_in_batches(conn, |c| {
             tokens::delete_expired_batch(c, token_cutoff, BATCH)
         })?;
         // Rules that no live token can fall under any more.
-        report.deleted_rules = rules::delete_expired(&mut conn, revocation_cutoff)? as u64;
+        report.deleted_rules = rules::delete_expired(conn, revocation_cutoff)? as u64;
         // Webhook deliveries no one needs any more: a warning's row keeps it from repeating
         // only until its token expired (it was written at most a threshold before), a
         // revocation notice is given up after a day.
@@ -112,12 +174,12 @@ pub fn run(
             .max(chrono::Duration::from_std(longest_threshold).unwrap_or_default())
             .max(chrono::Duration::days(2));
         deleted_notifications =
-            notifications::delete_created_before(&mut conn, time::to_db(now - keep))?;
+            notifications::delete_created_before(conn, time::to_db(now - keep))?;
         Ok(())
     })();
     report.took_ms = started.elapsed().as_millis() as u64;
     let audit = record(
-        &mut conn,
+        conn,
         actor,
         "cleanup.run",
         None,
@@ -132,7 +194,6 @@ pub fn run(
             "took_ms": report.took_ms,
         }),
     );
-    let _ = locks::unlock(&mut conn, CLEANUP_LOCK);
     outcome?;
     if let Err(e) = audit {
         log::warn!("cleanup: could not record the audit event: {e}");
@@ -152,7 +213,7 @@ pub fn run(
         report.deleted_tokens,
         report.took_ms
     );
-    Ok(Some(report))
+    Ok(Ok(report))
 }
 
 /// Runs `batch` (one delete of up to [`BATCH`] rows) until it deletes fewer, each in its own
@@ -190,7 +251,8 @@ pub async fn run_forever(manager: DbManager, settings: std::sync::Arc<Settings>)
         })
         .await;
         match result {
-            Ok(Ok(_)) => {}
+            Ok(Ok(Ok(_) | Err(Skipped::RanRecently | Skipped::RunningElsewhere))) => {}
+            Ok(Ok(Err(skipped))) => log::warn!("scheduled {skipped}"),
             Ok(Err(e)) => log::error!("cleanup failed: {}", crate::error::cause_chain(&e)),
             Err(e) => log::error!("cleanup task failed: {e}"),
         }

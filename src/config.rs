@@ -181,6 +181,16 @@ pub struct Settings {
     pub token_retention: Duration,
     /// How often revocations made by other replicas are read from the database.
     pub revocation_sync_interval: Duration,
+    /// When the last completed revocation sync is older than this, every token is refused
+    /// (503 `revocation_state_stale`) and `/ready` is 503.
+    pub revocation_max_staleness: Duration,
+    /// When this host's clock differs from the database's by more than this, every token is
+    /// refused (503 `clock_skew`), nothing is deleted and `/ready` is 503.
+    pub max_clock_skew: Duration,
+    /// How long a request waits for a pooled database connection before 503.
+    pub db_pool_timeout: Duration,
+    /// After SIGTERM/SIGINT, how long open requests may finish before the process exits.
+    pub shutdown_timeout: Duration,
     pub scopes: ScopePolicy,
     pub pool_size: u32,
     /// How long start-up waits for the database to accept connections.
@@ -252,6 +262,10 @@ impl Settings {
             cleanup_interval: Duration::from_secs(3_600),
             token_retention: Duration::from_secs(30 * 86_400),
             revocation_sync_interval: Duration::from_millis(250),
+            revocation_max_staleness: Duration::from_secs(10),
+            max_clock_skew: Duration::from_secs(5),
+            db_pool_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
             scopes: ScopePolicy::default(),
             pool_size: 10,
             db_wait: Duration::from_secs(30),
@@ -335,9 +349,27 @@ pub struct SettingsArgs {
     #[arg(long, env = "TOKEND_REVOCATION_SYNC_INTERVAL", default_value = "250ms")]
     pub revocation_sync_interval: String,
 
+    /// Refuse every token (503 revocation_state_stale) when the last completed revocation
+    /// sync is older than this (e.g. 10s).
+    #[arg(long, env = "TOKEND_REVOCATION_MAX_STALENESS", default_value = "10s")]
+    pub revocation_max_staleness: String,
+
+    /// Refuse every token (503 clock_skew) and delete nothing when this host's clock differs
+    /// from the database's by more than this (e.g. 5s).
+    #[arg(long, env = "TOKEND_MAX_CLOCK_SKEW", default_value = "5s")]
+    pub max_clock_skew: String,
+
     /// Database connection pool size.
     #[arg(long, env = "TOKEND_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
+
+    /// How long a request waits for a database connection before 503 storage_unavailable.
+    #[arg(long, env = "TOKEND_DB_POOL_TIMEOUT", default_value = "2s")]
+    pub db_pool_timeout: String,
+
+    /// After SIGTERM, how long open requests may finish before tokend exits (e.g. 10s).
+    #[arg(long, env = "TOKEND_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    pub shutdown_timeout: String,
 
     /// How long start-up waits for the database (e.g. 30s).
     #[arg(long, env = "TOKEND_DB_WAIT", default_value = "30s")]
@@ -509,6 +541,16 @@ impl SettingsArgs {
         if s.revocation_sync_interval > Duration::from_secs(1) {
             return Err("TOKEND_REVOCATION_SYNC_INTERVAL may be at most 1s: revocations made by other replicas must be enforced within a second".into());
         }
+        s.revocation_max_staleness = positive(
+            "TOKEND_REVOCATION_MAX_STALENESS",
+            &self.revocation_max_staleness,
+        )?;
+        if s.revocation_max_staleness < 2 * s.revocation_sync_interval {
+            return Err("TOKEND_REVOCATION_MAX_STALENESS must be at least twice TOKEND_REVOCATION_SYNC_INTERVAL: one slow poll must not make the replica refuse everything".into());
+        }
+        s.max_clock_skew = positive("TOKEND_MAX_CLOCK_SKEW", &self.max_clock_skew)?;
+        s.db_pool_timeout = positive("TOKEND_DB_POOL_TIMEOUT", &self.db_pool_timeout)?;
+        s.shutdown_timeout = duration("TOKEND_SHUTDOWN_TIMEOUT", &self.shutdown_timeout)?;
         if self.db_pool_size == 0 {
             return Err("TOKEND_DB_POOL_SIZE must be at least 1".into());
         }

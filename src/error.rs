@@ -6,7 +6,8 @@
 //!   and what to do about it.
 //! - [`Code::status`] is the only mapping from a failure to an HTTP status.
 //! - Database, pool, crypto and I/O errors never reach the client: they become
-//!   `internal_error` (or `database_unavailable`), and their whole cause chain goes to the log.
+//!   `internal_error` (or `storage_unavailable` when storage is down, full or read-only), and
+//!   their whole cause chain goes to the log.
 //! - 401 responses carry `WWW-Authenticate: Bearer error="invalid_token", ...` (RFC 6750).
 //! - Messages never contain a token, a password or a secret.
 
@@ -53,7 +54,10 @@ pub enum Code {
     HeadersTooLarge,
     UnsupportedMediaType,
     TooManyAttempts,
-    DatabaseUnavailable,
+    StorageUnavailable,
+    RevocationStateStale,
+    ClockSkew,
+    CleanupNotRun,
     InternalError,
 }
 
@@ -92,7 +96,10 @@ impl Code {
             Code::HeadersTooLarge => "headers_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::TooManyAttempts => "too_many_attempts",
-            Code::DatabaseUnavailable => "database_unavailable",
+            Code::StorageUnavailable => "storage_unavailable",
+            Code::RevocationStateStale => "revocation_state_stale",
+            Code::ClockSkew => "clock_skew",
+            Code::CleanupNotRun => "cleanup_not_run",
             Code::InternalError => "internal_error",
         }
     }
@@ -123,14 +130,17 @@ impl Code {
             Code::AccountRevoked
             | Code::LoginTaken
             | Code::KeysNotManaged
-            | Code::RotationTooSoon => StatusCode::CONFLICT,
+            | Code::RotationTooSoon
+            | Code::CleanupNotRun => StatusCode::CONFLICT,
             Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            Code::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::StorageUnavailable | Code::RevocationStateStale | Code::ClockSkew => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -194,12 +204,13 @@ impl ApiError {
         )
     }
 
-    /// The database could not be reached (pool timeout, connection refused).
+    /// Storage cannot serve the request (unreachable, frozen, full, read-only, in recovery):
+    /// 503, so clients retry and load balancers look elsewhere.
     pub fn unavailable(context: &str, cause: &dyn std::error::Error) -> Self {
         log::error!("{context}: {}", cause_chain(cause));
         Self::new(
-            Code::DatabaseUnavailable,
-            "the database is unavailable; try again shortly",
+            Code::StorageUnavailable,
+            "the database cannot serve this request right now (unreachable, full or read-only); nothing was changed by the failed step, try again shortly",
         )
         .retry_after(1)
     }
@@ -290,9 +301,10 @@ impl From<actix_web::error::BlockingError> for ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
-        match err {
-            crate::db::DbError::Pool(ref e) => ApiError::unavailable("database pool", e),
-            ref other => ApiError::internal("database", other),
+        if err.is_storage_fault() {
+            ApiError::unavailable("database", &err)
+        } else {
+            ApiError::internal("database", &err)
         }
     }
 }

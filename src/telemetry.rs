@@ -3,13 +3,16 @@
 //! Metric names (all prefixed `tokend_`):
 //! - `tokens_issued_total{scope}`, `refreshes_total`, `revocations_total` (tokens refused from
 //!   now on), `logins_total{outcome}`;
-//! - `verifications_total{outcome}`: `ok`, `expired`, `revoked`, `invalid`, `insufficient_scope`;
+//! - `verifications_total{outcome}`: `ok`, `expired`, `revoked`, `invalid`, `insufficient_scope`,
+//!   `unavailable` (refused for stale revocation state or clock skew);
 //! - `cleanup_runs_total{trigger}`, `cleanup_deleted_rows_total{table}`,
 //!   `cleanup_duration_seconds` (histogram);
 //! - `http_request_duration_seconds{method,route,status}` (histogram);
 //! - gauges, refreshed at each scrape: `revocation_set_size`, `revocation_rows`,
 //!   `earliest_expiry_timestamp_seconds{scope}` (the soonest expiry among active service
-//!   accounts of the scope; `+Inf` when there is none).
+//!   accounts of the scope; `+Inf` when there is none), `revocation_sync_age_seconds` (since
+//!   the last completed revocation sync), `clock_skew_seconds` (database clock minus this
+//!   host's).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,7 +33,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// `verifications_total` by outcome, registered once: counted on every request, so the hot
 /// path skips building and looking up a metric key.
-static VERIFICATIONS: OnceLock<[Counter; 5]> = OnceLock::new();
+static VERIFICATIONS: OnceLock<[Counter; 6]> = OnceLock::new();
 
 thread_local! {
     /// This worker's latency histograms by (method, route, status), registered on first use.
@@ -111,11 +114,19 @@ pub enum Verification {
     Revoked,
     Invalid,
     InsufficientScope,
+    /// Refused because this replica cannot judge tokens now (stale state, clock skew).
+    Unavailable,
 }
 
 /// The `outcome` label of each [`Verification`], in the order of its variants.
-const VERIFICATION_OUTCOMES: [&str; 5] =
-    ["ok", "expired", "revoked", "invalid", "insufficient_scope"];
+const VERIFICATION_OUTCOMES: [&str; 6] = [
+    "ok",
+    "expired",
+    "revoked",
+    "invalid",
+    "insufficient_scope",
+    "unavailable",
+];
 
 pub fn verification(outcome: Verification) {
     // Without an installed recorder there is nothing to count.
@@ -156,6 +167,12 @@ pub fn set_gauges(set_size: usize, revocation_rows: i64, earliest: &[(Scope, Opt
         let value = at.map_or(f64::INFINITY, |t| t as f64);
         gauge!("tokend_earliest_expiry_timestamp_seconds", "scope" => scope.as_str()).set(value);
     }
+}
+
+/// Freshness gauges, read at scrape time.
+pub fn set_freshness(sync_age_secs: f64, clock_skew_secs: f64) {
+    gauge!("tokend_revocation_sync_age_seconds").set(sync_age_secs);
+    gauge!("tokend_clock_skew_seconds").set(clock_skew_secs);
 }
 
 /// The pattern of the route that served a request, set as resource data by

@@ -236,17 +236,25 @@ fn client_exit(result: Result<(), remote::Failure>) -> ExitCode {
 fn serve_cmd(serve: ServeArgs, args: SettingsArgs) -> Result<(), String> {
     let mut settings = args.into_settings()?;
     serve.apply(&mut settings)?;
-    actix_web::rt::System::new().block_on(async move {
+    let served = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)
             .await
             .map_err(|e| e.to_string())?;
         app.run_until_stopped().await.map_err(|e| e.to_string())
-    })
+    });
+    if served.is_ok() {
+        log::info!("tokend stopped");
+        // Exit now: a database call stuck in a frozen connection holds a blocking thread that
+        // dropping the runtime would wait for. Every acknowledged write is committed already.
+        std::process::exit(0);
+    }
+    served
 }
 
 fn migrate(args: SettingsArgs) -> Result<(), String> {
     let settings = args.into_settings()?;
-    let pool = crate::db::connect_pool(&settings.database, 1, settings.db_wait)
+    let manager = crate::db::DbManager::new(settings.database.clone());
+    let pool = crate::db::connect_pool(&manager, 1, settings.db_pool_timeout, settings.db_wait)
         .map_err(|e| e.to_string())?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     let applied = crate::db::run_migrations(&mut conn).map_err(|e| e.to_string())?;
@@ -392,7 +400,7 @@ fn cleanup(args: SettingsArgs) -> Result<(), String> {
         &Actor::default(),
     )
     .map_err(|e| crate::error::cause_chain(&e))?
-    .unwrap_or_default();
+    .map_err(|skipped| skipped.to_string())?;
     println!(
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?

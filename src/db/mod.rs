@@ -4,6 +4,8 @@
 //! Queries are synchronous; callers run them on the blocking pool (`web::block`).
 //! Where a query must differ per backend, it is one explicit `match` arm with a comment.
 
+pub mod deadlines;
+pub mod faults;
 pub mod models;
 pub mod queries;
 pub mod schema;
@@ -50,34 +52,140 @@ pub enum DbError {
     Migration(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// Storage cannot serve now, for a reason tokend found itself (a vanished SQLite file, a
+    /// deadline passed).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
-/// Opens connections of the configured backend, with SQLite pragmas applied to each.
+/// Opens connections of the configured backend: PostgreSQL with deadlines (see
+/// [`deadlines`]), SQLite with its pragmas, and only ever the file that was opened first.
 #[derive(Debug, Clone)]
 pub struct DbManager {
     database: Database,
+    /// The SQLite file's identity (device, inode) once it was opened: a file deleted or
+    /// replaced under a running tokend is refused instead of silently recreated empty, where
+    /// acknowledged writes would vanish at the next restart.
+    sqlite_file: std::sync::Arc<std::sync::OnceLock<(u64, u64)>>,
 }
 
 impl DbManager {
     pub fn new(database: Database) -> DbManager {
-        DbManager { database }
+        DbManager {
+            database,
+            sqlite_file: Default::default(),
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Opens one connection outside the pool (migrations, advisory-lock holders).
     pub fn connect(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match &self.database {
-            Database::Postgres { url } => diesel::PgConnection::establish(url.expose_secret())
-                .map(DbConnection::Pg)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            Database::Postgres { url } => {
+                let url = url.expose_secret();
+                let mut conn = diesel::PgConnection::establish(&deadlines::with_deadlines(url))
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                if !deadlines::sets_statement_timeout(url) {
+                    conn.batch_execute(deadlines::STATEMENT_TIMEOUT_SQL)
+                        .map_err(diesel::r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Pg(conn))
+            }
             Database::Sqlite { path } => {
+                if self.sqlite_file.get().is_some() {
+                    self.check_sqlite_file(path)?;
+                }
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 conn.batch_execute(SQLITE_PRAGMAS)
                     .map_err(diesel::r2d2::Error::QueryError)?;
+                if let Some(identity) = file_identity(path) {
+                    let _ = self.sqlite_file.set(identity);
+                }
                 Ok(DbConnection::Sqlite(conn))
             }
         }
     }
+
+    /// SQLite: the file tokend opened first is still there under its name.
+    fn check_sqlite_file(&self, path: &std::path::Path) -> Result<(), diesel::r2d2::Error> {
+        let (Some(expected), now) = (self.sqlite_file.get(), file_identity(path)) else {
+            return Ok(());
+        };
+        if now.as_ref() == Some(expected) {
+            return Ok(());
+        }
+        let what = if now.is_none() {
+            "vanished"
+        } else {
+            "was replaced"
+        };
+        Err(diesel::r2d2::Error::QueryError(
+            diesel::result::Error::QueryBuilderError(
+                format!(
+                    "unable to open database file: the SQLite file {} {what} while tokend was running; \
+                     restore it and restart tokend",
+                    path.display()
+                )
+                .into(),
+            ),
+        ))
+    }
+
+    /// Whether storage can take writes now, and why not: PostgreSQL in recovery or read-only,
+    /// a SQLite file that vanished, a read-only or full file system. Blocking.
+    pub fn writable(&self, conn: &mut DbConnection) -> Result<(), String> {
+        match (&self.database, conn) {
+            (Database::Postgres { .. }, DbConnection::Pg(c)) => {
+                if queries::clock::read_only(c).map_err(|e| e.to_string())? {
+                    Err("PostgreSQL is read-only here (a standby in recovery, or default_transaction_read_only)".into())
+                } else {
+                    Ok(())
+                }
+            }
+            (Database::Sqlite { path }, _) => {
+                self.check_sqlite_file(path).map_err(|e| e.to_string())?;
+                sqlite_space(path)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// (device, inode) of a file, `None` when it does not exist.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Free space below this, and SQLite's next page allocation is likely to fail.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// The SQLite file's file system is writable and has room.
+fn sqlite_space(path: &std::path::Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let stat =
+        rustix::fs::statvfs(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(format!("{} is on a read-only file system", path.display()));
+    }
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < MIN_FREE_BYTES {
+        return Err(format!(
+            "the file system of {} is full ({free} bytes free)",
+            path.display()
+        ));
+    }
+    if rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_err() {
+        return Err(format!("{} is not writable", path.display()));
+    }
+    Ok(())
 }
 
 impl r2d2::ManageConnection for DbManager {
@@ -89,6 +197,9 @@ impl r2d2::ManageConnection for DbManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        if let (Database::Sqlite { path }, DbConnection::Sqlite(_)) = (&self.database, &*conn) {
+            self.check_sqlite_file(path)?;
+        }
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
@@ -98,8 +209,15 @@ impl r2d2::ManageConnection for DbManager {
 }
 
 /// Builds the pool and waits (up to `wait`) for the database to accept connections, so that
-/// tokend can start before its database does (docker-compose, Kubernetes).
-pub fn connect_pool(database: &Database, size: u32, wait: Duration) -> Result<Pool, DbError> {
+/// tokend can start before its database does (docker-compose, Kubernetes). A checkout waits
+/// at most `checkout` for a connection, then fails (503 `storage_unavailable`).
+pub fn connect_pool(
+    manager: &DbManager,
+    size: u32,
+    checkout: Duration,
+    wait: Duration,
+) -> Result<Pool, DbError> {
+    let database = manager.database();
     if let Database::Sqlite { path } = database {
         ensure_parent_dir(path).map_err(|e| {
             DbError::Migration(format!(
@@ -112,12 +230,12 @@ pub fn connect_pool(database: &Database, size: u32, wait: Duration) -> Result<Po
     let pool = r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(5))
-        .build_unchecked(DbManager::new(database.clone()));
+        .connection_timeout(checkout)
+        .build_unchecked(manager.clone());
     let deadline = Instant::now() + wait;
     let mut announced = false;
     loop {
-        match DbManager::new(database.clone()).connect() {
+        match manager.connect() {
             Ok(_) => return Ok(pool),
             Err(e) if Instant::now() < deadline => {
                 if !announced {
@@ -168,6 +286,8 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
     let to_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
         DbConnection::Pg(c) => c.transaction(|c| {
+            // A migration may rebuild an index on a large table: no statement timeout here.
+            diesel::sql_query("SET LOCAL statement_timeout = 0").execute(c)?;
             diesel::sql_query("SELECT pg_advisory_xact_lock(7428661)").execute(c)?;
             c.run_pending_migrations(PG_MIGRATIONS)
                 .map(|v| v.len())

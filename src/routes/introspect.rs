@@ -109,12 +109,13 @@ pub struct IntrospectResponse {
         (status = 400, description = "no token given", body = ErrorBody),
         (status = 401, description = "missing or bad bearer token", body = ErrorBody),
         (status = 403, description = "the bearer is not an admin or viewer", body = ErrorBody),
+        (status = 503, description = "this replica cannot judge tokens now (revocation_state_stale, clock_skew)", body = ErrorBody),
     ))]
 pub async fn introspect(
     state: web::Data<AppState>,
     _reader: Reader,
     body: IntrospectRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let answer = match state.tokens.verify(body.token.trim()) {
         Ok(c) => IntrospectResponse {
             active: true,
@@ -129,9 +130,13 @@ pub async fn introspect(
             identity_id: Some(c.identity_id),
             token_type: Some("Bearer"),
         },
+        // Not knowing is not "inactive": the caller must not cache a wrong answer.
+        Err(crate::tokens::TokenError::Unavailable(why)) => {
+            return Err(crate::tokens::TokenError::Unavailable(why).into())
+        }
         Err(_) => IntrospectResponse::default(),
     };
-    HttpResponse::Ok().json(answer)
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Revoke a token by the token itself or by its id.

@@ -14,6 +14,8 @@ use crate::time;
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let freshness = state.tokens.revocations().freshness();
+    telemetry::set_freshness(freshness.sync_age().as_secs_f64(), freshness.skew_secs());
     let gauges = with_db(&state, |_, conn| {
         let now = time::to_db(time::now());
         let rows = revocations::count(conn)?;

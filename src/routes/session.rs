@@ -65,6 +65,14 @@ pub async fn login(
     req: HttpRequest,
     body: JsonObject<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // A replica that refuses every token (stale state, skewed clock) issues none either: the
+    // expiry it would write depends on a clock it cannot trust.
+    state
+        .tokens
+        .revocations()
+        .freshness()
+        .check()
+        .map_err(crate::tokens::TokenError::Unavailable)?;
     let attempt = attempt_login(&state, &req, body.into_inner()).await;
     telemetry::login(match &attempt {
         Ok(_) => "success",

@@ -207,7 +207,8 @@ impl KeyStore {
         };
         let rotation = write_transaction(conn, |conn| -> Result<Option<Rotation>, KeyError> {
             key_queries::lock_key_creation(conn)?;
-            let now = time::now();
+            // The database's clock: retirement times are compared by every replica.
+            let now = time::from_db(crate::db::queries::clock::now(conn)?);
             let rows = key_queries::with_status(conn, EDDSA, &[ACTIVE, NEXT])?;
             let active = rows.iter().find(|r| r.status == ACTIVE);
             if let (Some(min_age), Some(active)) = (only_if_older_than, active) {
@@ -278,7 +279,8 @@ impl KeyStore {
         };
         let revocation = write_transaction(conn, |conn| -> Result<Option<Revocation>, KeyError> {
             key_queries::lock_key_creation(conn)?;
-            let now = time::now();
+            // The database's clock: retirement times are compared by every replica.
+            let now = time::from_db(crate::db::queries::clock::now(conn)?);
             let rows = key_queries::with_status(conn, EDDSA, &[ACTIVE, NEXT, RETIRING])?;
             let Some(key) = rows.iter().find(|r| r.kid == kid) else {
                 return Ok(None);
@@ -469,6 +471,7 @@ pub async fn sync_forever(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn: Option<DbConnection> = None;
     let mut last_rotation_check = std::time::Instant::now();
+    let mut failing = false;
     loop {
         ticker.tick().await;
         let check_rotation =
@@ -493,7 +496,8 @@ pub async fn sync_forever(
                             r.retiring_kid
                         );
                     }
-                    key_queries::retire_expired(&mut c, time::to_db(time::now()))?;
+                    let now = crate::db::queries::clock::now(&mut c)?;
+                    key_queries::retire_expired(&mut c, now)?;
                 }
                 if s.reload(&mut c)? {
                     log::info!(
@@ -509,9 +513,20 @@ pub async fn sync_forever(
             }
         })
         .await;
+        // Each change of state is logged once, not on every tick of an outage.
         match result {
-            Ok(Ok(c)) => conn = c,
-            Ok(Err(e)) => log::error!("signing key sync failed: {e}"),
+            Ok(Ok(c)) => {
+                conn = c;
+                if failing {
+                    log::info!("signing key sync recovered");
+                    failing = false;
+                }
+            }
+            Ok(Err(e)) if !failing => {
+                log::error!("signing key sync failed (tokens keep verifying with the keys already loaded): {e}");
+                failing = true;
+            }
+            Ok(Err(_)) => {}
             Err(e) => log::error!("signing key sync task failed: {e}"),
         }
     }

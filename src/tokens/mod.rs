@@ -7,6 +7,7 @@
 pub mod claims;
 pub mod crypto;
 pub mod encoding;
+pub mod freshness;
 pub mod kek;
 pub mod keys;
 pub mod revocation;
@@ -90,6 +91,8 @@ pub enum TokenError {
         jti: Uuid,
         identity_id: i64,
     },
+    /// This replica cannot judge tokens now (stale revocation state, clock skew).
+    Unavailable(freshness::Refusal),
 }
 
 impl From<TokenError> for ApiError {
@@ -109,6 +112,13 @@ impl From<TokenError> for ApiError {
                 Code::TokenRevoked,
                 "the token was revoked; ask an administrator for a new one",
             ),
+            TokenError::Unavailable(why) => {
+                let code = match why {
+                    freshness::Refusal::Stale { .. } => Code::RevocationStateStale,
+                    freshness::Refusal::ClockSkew { .. } => Code::ClockSkew,
+                };
+                ApiError::new(code, why.to_string()).retry_after(why.retry_after_secs())
+            }
         }
     }
 }
@@ -296,6 +306,12 @@ impl TokenService {
                 (claims, use_period.is_some())
             }
         };
+        // Fail closed: a replica that cannot know whether the token was revoked (or what
+        // time it is) refuses it rather than guess.
+        self.revocations
+            .freshness()
+            .check()
+            .map_err(TokenError::Unavailable)?;
         if self.revocations.refuses(&claims) {
             return Err(TokenError::Revoked {
                 jti: claims.jti,

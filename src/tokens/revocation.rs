@@ -15,6 +15,7 @@ use chrono::NaiveDateTime;
 use uuid::Uuid;
 
 use super::claims::Claims;
+use super::freshness::Freshness;
 use super::rules::{Rule, RuleSet, Selector};
 use crate::db::models::RevocationRuleRow;
 use crate::db::queries::revocations::{self, Cursor, RevokedToken};
@@ -23,17 +24,43 @@ use crate::db::{DbConnection, DbManager};
 use crate::scope::Scope;
 
 /// Revoked, unexpired token ids, and the revocation rules in force. Reads take no lock.
-#[derive(Default)]
 pub struct RevocationSet {
     map: crate::FastMap<Uuid, i64>,
     rules: RuleSet,
     /// Successful database polls, for readiness and tests.
     polls: AtomicU64,
+    /// How current this set is, and whether the clock can be trusted.
+    freshness: Arc<Freshness>,
 }
+
+impl Default for RevocationSet {
+    fn default() -> Self {
+        RevocationSet::new()
+    }
+}
+
+/// `TOKEND_REVOCATION_MAX_STALENESS` and `TOKEND_MAX_CLOCK_SKEW` defaults.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 impl RevocationSet {
     pub fn new() -> RevocationSet {
-        RevocationSet::default()
+        RevocationSet::with_bounds(DEFAULT_MAX_STALENESS, DEFAULT_MAX_CLOCK_SKEW)
+    }
+
+    /// An empty set, fresh as of now, refusing every token once its last sync is older than
+    /// `max_staleness` or the clock is off by more than `max_skew`.
+    pub fn with_bounds(max_staleness: Duration, max_skew: Duration) -> RevocationSet {
+        RevocationSet {
+            map: Default::default(),
+            rules: RuleSet::default(),
+            polls: AtomicU64::new(0),
+            freshness: Arc::new(Freshness::new(max_staleness, max_skew)),
+        }
+    }
+
+    pub fn freshness(&self) -> &Arc<Freshness> {
+        &self.freshness
     }
 
     pub fn is_revoked(&self, jti: &Uuid) -> bool {
@@ -94,9 +121,14 @@ pub fn load(
     cutoff: NaiveDateTime,
 ) -> Result<Cursor, diesel::result::Error> {
     // The cursor first: whatever commits while we load is picked up by the first poll.
+    let started = std::time::Instant::now();
     let cursor = revocations::cursor_now(conn)?;
     set.absorb(revocations::live(conn, cutoff)?);
     set.rules.replace(rules_in_force(conn)?);
+    if let Some(skew) = measure_skew(conn)? {
+        set.freshness.measured_skew(skew);
+    }
+    set.freshness.synced(started);
     Ok(cursor)
 }
 
@@ -106,6 +138,20 @@ pub fn load(
 fn rules_in_force(conn: &mut DbConnection) -> Result<Vec<Rule>, diesel::result::Error> {
     let rows = rule_rows::in_force(conn, crate::time::to_db(crate::time::now()))?;
     Ok(rows.into_iter().filter_map(rule_from_row).collect())
+}
+
+/// The database's clock minus this host's, unless the round trip took too long to tell.
+fn measure_skew(
+    conn: &mut DbConnection,
+) -> Result<Option<chrono::Duration>, diesel::result::Error> {
+    let before = crate::time::now();
+    let db_now = crate::db::queries::clock::now(conn)?.and_utc();
+    let after = crate::time::now();
+    let round_trip = after - before;
+    if round_trip > chrono::Duration::seconds(1) {
+        return Ok(None);
+    }
+    Ok(Some(db_now - (before + round_trip / 2)))
 }
 
 /// A stored rule as the verifier checks it.
@@ -140,7 +186,10 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
 /// Polls the database for other replicas' revocations until the process ends.
 ///
 /// The poll has a connection of its own, so a pool exhausted by request traffic never
-/// delays it; after an error it reconnects on the next tick.
+/// delays it; after an error it reconnects on the next tick. Each poll has a deadline: one
+/// that hangs (a frozen connection) counts as failed, and no second poll starts while it is
+/// stuck; the connection's own deadlines (see [`crate::db::deadlines`]) end it within seconds.
+/// A poll also measures the clock offset from the database.
 pub async fn sync_forever(
     manager: DbManager,
     set: Arc<RevocationSet>,
@@ -150,43 +199,61 @@ pub async fn sync_forever(
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = (set.freshness.max_staleness() / 2).clamp(interval, Duration::from_secs(5));
     let mut conn: Option<DbConnection> = None;
+    let mut stuck: Option<actix_web::rt::task::JoinHandle<PollOutcome>> = None;
     let mut failing = false;
     let mut last_prune = std::time::Instant::now();
     loop {
         ticker.tick().await;
-        let (m, c) = (manager.clone(), conn.take());
-        let polled = actix_web::rt::task::spawn_blocking(move || {
-            let mut c = match c {
-                Some(c) => c,
-                None => m.connect().map_err(|e| e.to_string())?,
-            };
-            let result = revocations::poll(&mut c, cursor)
-                .and_then(|(rows, next)| Ok((rows, next, rules_in_force(&mut c)?)))
-                .map_err(|e| e.to_string());
-            // A connection that failed a query is not reused.
-            Ok::<_, String>((result.is_ok().then_some(c), result))
-        })
-        .await;
-        match polled {
-            Ok(Ok((c, Ok((rows, next, rules))))) => {
-                conn = c;
+        // A poll that hung and has ended by now (its connection gave up) is forgotten.
+        stuck = stuck.filter(|handle| !handle.is_finished());
+        let outcome = match stuck {
+            // One that still hangs holds its thread: do not start another beside it.
+            Some(_) => Err("the previous poll is still waiting for the database".to_owned()),
+            None => {
+                let (m, c) = (manager.clone(), conn.take());
+                let started = std::time::Instant::now();
+                let mut handle =
+                    actix_web::rt::task::spawn_blocking(move || poll_once(&m, c, cursor));
+                match tokio::time::timeout(deadline, &mut handle).await {
+                    Ok(Ok((c, Ok(polled)))) => {
+                        conn = c;
+                        Ok((started, polled))
+                    }
+                    Ok(Ok((_, Err(e)))) => Err(e),
+                    Ok(Err(e)) => Err(format!("the poll task failed: {e}")),
+                    Err(_) => {
+                        stuck = Some(handle);
+                        Err(format!(
+                            "the database did not answer within {}s",
+                            deadline.as_secs_f64()
+                        ))
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok((started, (rows, next, rules, skew))) => {
                 if failing {
                     log::info!("revocation sync recovered");
                     failing = false;
                 }
                 set.absorb(rows);
                 set.rules.replace(rules);
+                if let Some(skew) = skew {
+                    set.freshness.measured_skew(skew);
+                }
                 cursor = next;
+                set.freshness.synced(started);
                 set.polls.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Ok((_, Err(e)))) | Ok(Err(e)) => {
+            Err(e) => {
                 if !failing {
-                    log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers: {e}");
+                    log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers (tokens are refused once the last sync is older than {}s): {e}", set.freshness.max_staleness().as_secs_f64());
                     failing = true;
                 }
             }
-            Err(e) => log::error!("revocation sync task failed: {e}"),
         }
         if last_prune.elapsed() >= Duration::from_secs(60) {
             let before = chrono::Utc::now().timestamp() - leeway.as_secs() as i64;
@@ -194,4 +261,33 @@ pub async fn sync_forever(
             last_prune = std::time::Instant::now();
         }
     }
+}
+
+/// New revocations, the cursor after them, the rules in force and the clock offset.
+type Polled = (
+    Vec<RevokedToken>,
+    Cursor,
+    Vec<Rule>,
+    Option<chrono::Duration>,
+);
+/// The connection to keep (only if the poll worked) and what the poll found.
+type PollOutcome = (Option<DbConnection>, Result<Polled, String>);
+
+fn poll_once(manager: &DbManager, conn: Option<DbConnection>, cursor: Cursor) -> PollOutcome {
+    let mut c = match conn {
+        Some(c) => c,
+        None => match manager.connect() {
+            Ok(c) => c,
+            Err(e) => return (None, Err(e.to_string())),
+        },
+    };
+    let result = revocations::poll(&mut c, cursor)
+        .and_then(|(rows, next)| {
+            let rules = rules_in_force(&mut c)?;
+            let skew = measure_skew(&mut c)?;
+            Ok((rows, next, rules, skew))
+        })
+        .map_err(|e| e.to_string());
+    // A connection that failed a query is not reused.
+    (result.is_ok().then_some(c), result)
 }

@@ -22,7 +22,7 @@ fn tokend(storage: &Storage) -> Command {
 }
 
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub url: String,
 }
 
@@ -44,27 +44,8 @@ pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
         .iter()
         .find(|(k, _)| *k == "TOKEND_LISTEN")
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            format!("127.0.0.1:{port}")
-        });
-    let mut cmd = tokend(storage);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .args(["serve", "--listen", &listen])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tokend serve starts");
-    let server = Server {
-        child,
-        url: format!("http://{listen}"),
-    };
+        .unwrap_or_else(free_listen);
+    let server = spawn_serve(storage, env, &listen);
     let start = Instant::now();
     while reqwest::get(format!("{}/ready", server.url))
         .await
@@ -79,6 +60,48 @@ pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server
+}
+
+/// `tokend serve` on `listen` as a child process, not waiting for anything.
+pub fn spawn_serve(storage: &Storage, env: &[(&str, String)], listen: &str) -> Server {
+    let mut cmd = tokend(storage);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .args(["serve", "--listen", listen])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tokend serve starts");
+    Server {
+        child,
+        url: format!("http://{listen}"),
+    }
+}
+
+/// A free port on 127.0.0.1, as `127.0.0.1:PORT`.
+pub fn free_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Waits until `GET path` on `server` answers at all (any status); returns that status.
+pub async fn wait_answering(server: &Server, path: &str) -> StatusCode {
+    let start = Instant::now();
+    loop {
+        if let Ok(res) = reqwest::get(format!("{}{path}", server.url)).await {
+            return res.status();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tokend serve did not start answering"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn call(

@@ -13,6 +13,8 @@ mod cli;
 mod containment;
 mod errors;
 mod expiry_webhook;
+mod faults_clock;
+mod faults_storage;
 mod openapi;
 mod proxies;
 mod replicas;

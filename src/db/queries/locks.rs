@@ -38,11 +38,14 @@ pub fn unlock(conn: &mut DbConnection, key: i64) -> QueryResult<()> {
 
 /// Records a run of the job `name` unless one was recorded after `not_after`. Returns
 /// whether this caller should run. Call it inside a write transaction, under the job's lock.
+/// A run recorded after `implausible` (in the future: written by a host whose clock ran
+/// ahead) is not believed, so it cannot starve the job.
 pub fn claim_run(
     conn: &mut DbConnection,
     name: &str,
     now: NaiveDateTime,
     not_after: NaiveDateTime,
+    implausible: NaiveDateTime,
     holder: &str,
 ) -> QueryResult<bool> {
     let last: Option<NaiveDateTime> = worker_lease::table
@@ -51,7 +54,7 @@ pub fn claim_run(
         .first(conn)
         .optional()?;
     match last {
-        Some(last) if last > not_after => Ok(false),
+        Some(last) if last > not_after && last <= implausible => Ok(false),
         Some(_) => diesel::update(worker_lease::table.find(name))
             .set((
                 worker_lease::last_run_at.eq(now),
@@ -67,18 +70,5 @@ pub fn claim_run(
             ))
             .execute(conn)
             .map(|_| true),
-    }
-}
-
-/// Waits for a session-level advisory lock on PostgreSQL (see [`try_lock`]).
-pub fn lock(conn: &mut DbConnection, key: i64) -> QueryResult<()> {
-    match conn {
-        DbConnection::Pg(c) => {
-            diesel::sql_query("SELECT true AS locked FROM (SELECT pg_advisory_lock($1)) AS l")
-                .bind::<BigInt, _>(key)
-                .get_result::<Locked>(c)
-                .map(|_| ())
-        }
-        DbConnection::Sqlite(_) => Ok(()),
     }
 }
