@@ -14,6 +14,7 @@ mod containment;
 mod errors;
 mod expiry_webhook;
 mod faults_clock;
+mod faults_crash;
 mod faults_storage;
 mod openapi;
 mod proxies;
