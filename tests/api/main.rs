@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP, on real SQLite and (with
 //! `TOKEND_TEST_PG_URL`) real PostgreSQL. One binary; one module per area.
 
+mod fault_proxy;
 mod helpers;
 
 mod jwt_attacks;
