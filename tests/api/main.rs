@@ -3,6 +3,7 @@
 
 mod fault_proxy;
 mod helpers;
+mod pg_cluster;
 
 mod jwt_attacks;
 mod keys;
