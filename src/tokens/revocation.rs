@@ -93,11 +93,20 @@ pub fn load(
     set: &RevocationSet,
     cutoff: NaiveDateTime,
 ) -> Result<Cursor, diesel::result::Error> {
-    // The cursor first: whatever commits while we load is picked up by the first poll.
-    let cursor = revocations::cursor_now(conn)?;
-    set.absorb(revocations::live(conn, cutoff)?);
+    let (rows, cursor) = all_live(conn, cutoff)?;
+    set.absorb(rows);
     set.rules.replace(rules_in_force(conn)?);
     Ok(cursor)
+}
+
+/// Every revocation of a token that expires after `cutoff`, and the cursor to poll from.
+fn all_live(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+) -> Result<(Vec<RevokedToken>, Cursor), diesel::result::Error> {
+    // The cursor first: whatever commits while we read is picked up by the next poll.
+    let cursor = revocations::cursor_now(conn)?;
+    Ok((revocations::live(conn, cutoff)?, cursor))
 }
 
 /// Every rule that may still cover a live token. Rules are few (one per bulk revocation,
@@ -140,7 +149,11 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
 /// Polls the database for other replicas' revocations until the process ends.
 ///
 /// The poll has a connection of its own, so a pool exhausted by request traffic never
-/// delays it; after an error it reconnects on the next tick.
+/// delays it; after an error it reconnects on the next tick, and the first read on the new
+/// connection reloads every live revocation instead of polling from the cursor: the server
+/// may not be the one the cursor came from. After a failover the promoted standby hands out
+/// transaction ids again that the old primary had used for transactions which never reached
+/// it, so ids can go back, and "txid >= cursor" would skip revocations written with them.
 pub async fn sync_forever(
     manager: DbManager,
     set: Arc<RevocationSet>,
@@ -151,17 +164,27 @@ pub async fn sync_forever(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn: Option<DbConnection> = None;
+    // The cursor of the initial load holds until a read fails.
+    let mut reload = false;
     let mut failing = false;
     let mut last_prune = std::time::Instant::now();
     loop {
         ticker.tick().await;
         let (m, c) = (manager.clone(), conn.take());
+        let since = (!reload).then_some(cursor);
         let polled = actix_web::rt::task::spawn_blocking(move || {
             let mut c = match c {
                 Some(c) => c,
                 None => m.connect().map_err(|e| e.to_string())?,
             };
-            let result = revocations::poll(&mut c, cursor)
+            let read = match since {
+                Some(cursor) => revocations::poll(&mut c, cursor),
+                None => {
+                    let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
+                    all_live(&mut c, crate::time::to_db(crate::time::now() - leeway))
+                }
+            };
+            let result = read
                 .and_then(|(rows, next)| Ok((rows, next, rules_in_force(&mut c)?)))
                 .map_err(|e| e.to_string());
             // A connection that failed a query is not reused.
@@ -178,15 +201,20 @@ pub async fn sync_forever(
                 set.absorb(rows);
                 set.rules.replace(rules);
                 cursor = next;
+                reload = false;
                 set.polls.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Ok((_, Err(e)))) | Ok(Err(e)) => {
+                reload = true;
                 if !failing {
                     log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers: {e}");
                     failing = true;
                 }
             }
-            Err(e) => log::error!("revocation sync task failed: {e}"),
+            Err(e) => {
+                reload = true;
+                log::error!("revocation sync task failed: {e}")
+            }
         }
         if last_prune.elapsed() >= Duration::from_secs(60) {
             let before = chrono::Utc::now().timestamp() - leeway.as_secs() as i64;
