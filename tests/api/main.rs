@@ -15,6 +15,7 @@ mod cli;
 mod containment;
 mod errors;
 mod expiry_webhook;
+mod failover;
 mod openapi;
 mod proxies;
 mod replicas;
