@@ -468,6 +468,7 @@ pub async fn sync_forever(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn: Option<DbConnection> = None;
+    let mut failing = false;
     let mut last_rotation_check = std::time::Instant::now();
     loop {
         ticker.tick().await;
@@ -510,8 +511,19 @@ pub async fn sync_forever(
         })
         .await;
         match result {
-            Ok(Ok(c)) => conn = c,
-            Ok(Err(e)) => log::error!("signing key sync failed: {e}"),
+            Ok(Ok(c)) => {
+                conn = c;
+                if failing {
+                    log::info!("signing key sync recovered");
+                    failing = false;
+                }
+            }
+            // Once per outage, not on every tick (four times a second).
+            Ok(Err(e)) if !failing => {
+                log::error!("signing key sync failed, key changes made elsewhere are not picked up until it recovers: {e}");
+                failing = true;
+            }
+            Ok(Err(e)) => log::debug!("signing key sync still failing: {e}"),
             Err(e) => log::error!("signing key sync task failed: {e}"),
         }
     }
