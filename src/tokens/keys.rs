@@ -470,8 +470,8 @@ pub async fn sync_forever(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn: Option<DbConnection> = None;
-    let mut last_rotation_check = std::time::Instant::now();
     let mut failing = false;
+    let mut last_rotation_check = std::time::Instant::now();
     loop {
         ticker.tick().await;
         let check_rotation =
@@ -522,11 +522,12 @@ pub async fn sync_forever(
                     failing = false;
                 }
             }
+            // Once per outage, not on every tick (four times a second).
             Ok(Err(e)) if !failing => {
-                log::error!("signing key sync failed (tokens keep verifying with the keys already loaded): {e}");
+                log::error!("signing key sync failed, key changes made elsewhere are not picked up until it recovers: {e}");
                 failing = true;
             }
-            Ok(Err(_)) => {}
+            Ok(Err(e)) => log::debug!("signing key sync still failing: {e}"),
             Err(e) => log::error!("signing key sync task failed: {e}"),
         }
     }

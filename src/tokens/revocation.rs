@@ -120,10 +120,9 @@ pub fn load(
     set: &RevocationSet,
     cutoff: NaiveDateTime,
 ) -> Result<Cursor, diesel::result::Error> {
-    // The cursor first: whatever commits while we load is picked up by the first poll.
     let started = std::time::Instant::now();
-    let cursor = revocations::cursor_now(conn)?;
-    set.absorb(revocations::live(conn, cutoff)?);
+    let (rows, cursor) = all_live(conn, cutoff)?;
+    set.absorb(rows);
     set.rules.replace(rules_in_force(conn)?);
     if let Some(skew) = measure_skew(conn)? {
         set.freshness.measured_skew(skew);
@@ -138,6 +137,16 @@ pub fn load(
 fn rules_in_force(conn: &mut DbConnection) -> Result<Vec<Rule>, diesel::result::Error> {
     let rows = rule_rows::in_force(conn, crate::time::to_db(crate::time::now()))?;
     Ok(rows.into_iter().filter_map(rule_from_row).collect())
+}
+
+/// Every revocation of a token that expires after `cutoff`, and the cursor to poll from.
+fn all_live(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+) -> Result<(Vec<RevokedToken>, Cursor), diesel::result::Error> {
+    // The cursor first: whatever commits while we read is picked up by the next poll.
+    let cursor = revocations::cursor_now(conn)?;
+    Ok((revocations::live(conn, cutoff)?, cursor))
 }
 
 /// The database's clock minus this host's, unless the round trip took too long to tell.
@@ -186,7 +195,13 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
 /// Polls the database for other replicas' revocations until the process ends.
 ///
 /// The poll has a connection of its own, so a pool exhausted by request traffic never
-/// delays it; after an error it reconnects on the next tick. Each poll has a deadline: one
+/// delays it; after an error it reconnects on the next tick, and the first read on the new
+/// connection reloads every live revocation instead of polling from the cursor: the server
+/// may not be the one the cursor came from. After a failover the promoted standby hands out
+/// transaction ids again that the old primary had used for transactions which never reached
+/// it, so ids can go back, and "txid >= cursor" would skip revocations written with them.
+///
+/// Each poll has a deadline: one
 /// that hangs (a frozen connection) counts as failed, and no second poll starts while it is
 /// stuck; the connection's own deadlines (see [`crate::db::deadlines`]) end it within seconds.
 /// A poll also measures the clock offset from the database.
@@ -202,6 +217,8 @@ pub async fn sync_forever(
     let deadline = (set.freshness.max_staleness() / 2).clamp(interval, Duration::from_secs(5));
     let mut conn: Option<DbConnection> = None;
     let mut stuck: Option<actix_web::rt::task::JoinHandle<PollOutcome>> = None;
+    // The cursor of the initial load holds until a read fails.
+    let mut reload = false;
     let mut failing = false;
     let mut last_prune = std::time::Instant::now();
     loop {
@@ -214,8 +231,16 @@ pub async fn sync_forever(
             None => {
                 let (m, c) = (manager.clone(), conn.take());
                 let started = std::time::Instant::now();
+                let read = if reload {
+                    let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
+                    Read::Everything {
+                        cutoff: crate::time::to_db(crate::time::now() - leeway),
+                    }
+                } else {
+                    Read::Since(cursor)
+                };
                 let mut handle =
-                    actix_web::rt::task::spawn_blocking(move || poll_once(&m, c, cursor));
+                    actix_web::rt::task::spawn_blocking(move || poll_once(&m, c, read));
                 match tokio::time::timeout(deadline, &mut handle).await {
                     Ok(Ok((c, Ok(polled)))) => {
                         conn = c;
@@ -245,10 +270,12 @@ pub async fn sync_forever(
                     set.freshness.measured_skew(skew);
                 }
                 cursor = next;
+                reload = false;
                 set.freshness.synced(started);
                 set.polls.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
+                reload = true;
                 if !failing {
                     log::error!("revocation sync failed, revocations made by other replicas are not picked up until it recovers (tokens are refused once the last sync is older than {}s): {e}", set.freshness.max_staleness().as_secs_f64());
                     failing = true;
@@ -273,7 +300,16 @@ type Polled = (
 /// The connection to keep (only if the poll worked) and what the poll found.
 type PollOutcome = (Option<DbConnection>, Result<Polled, String>);
 
-fn poll_once(manager: &DbManager, conn: Option<DbConnection>, cursor: Cursor) -> PollOutcome {
+/// What a poll reads.
+#[derive(Clone, Copy)]
+enum Read {
+    /// What committed after the cursor (same server, same connection history).
+    Since(Cursor),
+    /// Every live revocation, after a failure: the server may have changed under the cursor.
+    Everything { cutoff: NaiveDateTime },
+}
+
+fn poll_once(manager: &DbManager, conn: Option<DbConnection>, read: Read) -> PollOutcome {
     let mut c = match conn {
         Some(c) => c,
         None => match manager.connect() {
@@ -281,7 +317,11 @@ fn poll_once(manager: &DbManager, conn: Option<DbConnection>, cursor: Cursor) ->
             Err(e) => return (None, Err(e.to_string())),
         },
     };
-    let result = revocations::poll(&mut c, cursor)
+    let rows = match read {
+        Read::Since(cursor) => revocations::poll(&mut c, cursor),
+        Read::Everything { cutoff } => all_live(&mut c, cutoff),
+    };
+    let result = rows
         .and_then(|(rows, next)| {
             let rules = rules_in_force(&mut c)?;
             let skew = measure_skew(&mut c)?;

@@ -46,20 +46,28 @@ pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
         .map(|(_, v)| v.clone())
         .unwrap_or_else(free_listen);
     let server = spawn_serve(storage, env, &listen);
-    let start = Instant::now();
-    while reqwest::get(format!("{}/ready", server.url))
-        .await
-        .map(|r| r.status())
-        .ok()
-        != Some(StatusCode::OK)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "tokend serve did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_ready(Duration::from_secs(20)).await;
     server
+}
+
+impl Server {
+    /// Waits until `/ready` answers 200; panics after `limit`.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        while reqwest::get(format!("{}/ready", self.url))
+            .await
+            .map(|r| r.status())
+            .ok()
+            != Some(StatusCode::OK)
+        {
+            assert!(
+                start.elapsed() < limit,
+                "tokend serve at {} did not become ready within {limit:?}",
+                self.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// `tokend serve` on `listen` as a child process, not waiting for anything.

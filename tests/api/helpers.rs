@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokend::app::{AppState, Application};
 use tokend::config::{Database, Settings};
 
+use crate::fault_proxy::FaultProxy;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -64,24 +66,41 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     fn create() -> PgDatabase {
-        let admin_url = pg_url().expect("TOKEND_TEST_PG_URL");
+        Self::create_on(&pg_url().expect("TOKEND_TEST_PG_URL"))
+    }
+
+    /// A new database on the server of `admin_url`, created and dropped through that URL.
+    /// tokend reaches it at `url`, which a test may point another way (a proxy, several hosts).
+    pub fn create_on(admin_url: &str) -> PgDatabase {
+        let admin_url = admin_url.to_owned();
         let name = format!("tokend_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(&admin_url).expect("connect to TOKEND_TEST_PG_URL");
+        let mut conn =
+            PgConnection::establish(&admin_url).expect("connect to the PostgreSQL server");
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .expect("create the test database");
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
-        let url = format!("{base}/{name}{query}");
+        let url = database_url(&admin_url, &name);
         PgDatabase {
             admin_url,
             name,
             url,
         }
     }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `url` with its database replaced by `name` (its query kept).
+pub fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    format!("{base}/{name}{query}")
 }
 
 impl Drop for PgDatabase {
@@ -107,6 +126,23 @@ impl Storage {
         let dir = tempfile::tempdir().expect("temp dir");
         let pg = (backend == Backend::Postgres).then(PgDatabase::create);
         Arc::new(Storage { dir, pg })
+    }
+
+    /// Storage on this PostgreSQL database (made with [`PgDatabase::create_on`]).
+    pub fn postgres(pg: PgDatabase) -> Arc<Storage> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Arc::new(Storage { dir, pg: Some(pg) })
+    }
+
+    /// A PostgreSQL database of its own on `TOKEND_TEST_PG_URL`'s server, which tokend (in
+    /// process or the binary) reaches through a new [`FaultProxy`]; the test itself creates
+    /// and drops it directly, so a fault never leaves a database behind. Blocking.
+    pub fn postgres_behind_proxy() -> (Arc<Storage>, FaultProxy) {
+        let admin_url = pg_url().expect("TOKEND_TEST_PG_URL");
+        let proxy = FaultProxy::start(crate::fault_proxy::pg_server_addr(&admin_url));
+        let mut pg = PgDatabase::create_on(&admin_url);
+        pg.url = crate::fault_proxy::pg_url_via(&pg.url, proxy.addr());
+        (Storage::postgres(pg), proxy)
     }
 
     pub fn database(&self) -> Database {

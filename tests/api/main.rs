@@ -1,7 +1,9 @@
 //! Integration tests: the real server over HTTP, on real SQLite and (with
 //! `TOKEND_TEST_PG_URL`) real PostgreSQL. One binary; one module per area.
 
+mod fault_proxy;
 mod helpers;
+mod pg_cluster;
 
 mod jwt_attacks;
 mod keys;
@@ -13,6 +15,7 @@ mod cli;
 mod containment;
 mod errors;
 mod expiry_webhook;
+mod failover;
 mod faults_clock;
 mod faults_crash;
 mod faults_storage;
