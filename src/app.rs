@@ -249,7 +249,10 @@ impl Application {
 }
 
 /// Runs `f` with a pooled connection on the blocking pool: the one way handlers reach the
-/// database.
+/// database. The caller gets an answer within [`Settings::db_deadline`] whatever the
+/// database does: 503 `storage_unavailable` when it did not answer in time (a frozen
+/// connection can hold a checkout for as long as its `tcp_user_timeout`, once per pooled
+/// connection it tries).
 pub async fn with_db<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, crate::error::ApiError>
 where
     T: Send + 'static,
@@ -257,10 +260,23 @@ where
         + Send
         + 'static,
 {
+    let deadline = state.settings.db_deadline();
     let state = state.clone();
-    web::block(move || {
-        let mut conn = state.pool.get().map_err(DbError::from)?;
-        f(&state, &mut conn)
-    })
-    .await?
+    let until = std::time::Instant::now() + deadline;
+    let work = web::block(move || {
+        db::with_deadline(until, || {
+            let mut conn = state.pool.get().map_err(DbError::from)?;
+            f(&state, &mut conn)
+        })
+    });
+    match tokio::time::timeout(deadline, work).await {
+        Ok(done) => done?,
+        Err(_) => Err(crate::error::ApiError::unavailable(
+            "database",
+            &DbError::Unavailable(format!(
+                "no answer within {}s; a write still under way rolls back",
+                deadline.as_secs()
+            )),
+        )),
+    }
 }

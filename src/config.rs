@@ -298,6 +298,12 @@ impl Settings {
             + self.leeway
     }
 
+    /// The longest a request waits for the database before 503 `storage_unavailable`: the
+    /// pool checkout and one statement timeout (see [`crate::db::deadlines`]).
+    pub fn db_deadline(&self) -> Duration {
+        self.db_pool_timeout + crate::db::deadlines::STATEMENT_TIMEOUT
+    }
+
     /// Where the key-encryption key lives when it is not given in the environment.
     pub fn kek_file(&self) -> PathBuf {
         self.data_dir.join("signing-keys.kek")

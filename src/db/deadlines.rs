@@ -16,6 +16,7 @@
 //! Migrations lift the statement timeout for their own transaction.
 
 /// The statement timeout applied to every connection (see the module docs).
+pub const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const STATEMENT_TIMEOUT_SQL: &str = "SET statement_timeout = '5s'";
 
 /// Parameters added to a URL that lacks them.

@@ -12,6 +12,8 @@ use super::DbError;
 
 /// Fragments of PostgreSQL (libpq) and SQLite messages that mean "storage cannot serve now".
 const FAULT_MESSAGES: &[&str] = &[
+    // tokend's own request deadline (see `db::with_deadline`).
+    super::DEADLINE_PASSED,
     // PostgreSQL: deadlines, restarts, failover, network.
     "canceling statement due to statement timeout",
     "canceling statement due to lock timeout",

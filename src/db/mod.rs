@@ -310,6 +310,30 @@ impl From<DbError> for diesel::result::Error {
     }
 }
 
+thread_local! {
+    /// When the request this thread works for stops waiting (see [`with_deadline`]).
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The message of a write rolled back because its caller stopped waiting.
+pub const DEADLINE_PASSED: &str = "deadline passed before the commit; rolled back";
+
+/// Runs `f` (on a blocking thread) for a caller who waits until `deadline`: a write
+/// transaction that reaches its commit after it rolls back instead, so a request answered
+/// 503 for taking too long never takes effect later (a frozen connection that thaws).
+pub fn with_deadline<T>(deadline: Instant, f: impl FnOnce() -> T) -> T {
+    DEADLINE.with(|d| d.set(Some(deadline)));
+    let result = f();
+    DEADLINE.with(|d| d.set(None));
+    result
+}
+
+fn past_deadline() -> bool {
+    DEADLINE
+        .with(|d| d.get())
+        .is_some_and(|d| Instant::now() >= d)
+}
+
 /// The queue of this process's SQLite writers (see [`write_transaction`]).
 static SQLITE_WRITER: Mutex<()> = Mutex::new(());
 
@@ -339,6 +363,10 @@ where
         }
     };
     match f(conn) {
+        Ok(_) if past_deadline() => {
+            let _ = DbConnection::rollback_transaction(conn);
+            Err(diesel::result::Error::QueryBuilderError(DEADLINE_PASSED.into()).into())
+        }
         Ok(value) => match DbConnection::commit_transaction(conn) {
             Ok(()) => Ok(value),
             Err(e) => {

@@ -18,6 +18,7 @@ mod expiry_webhook;
 mod failover;
 mod faults_clock;
 mod faults_crash;
+mod faults_network;
 mod faults_storage;
 mod openapi;
 mod proxies;
