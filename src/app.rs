@@ -76,9 +76,8 @@ pub fn open(settings: &Settings) -> Result<Opened, StartError> {
         settings.revocation_max_staleness,
         settings.max_clock_skew,
     ));
-    let leeway = chrono::Duration::from_std(settings.leeway).unwrap_or_default();
-    let cutoff = crate::time::to_db(crate::time::now() - leeway);
-    let cursor = revocation::load(&mut conn, &revocations, cutoff).map_err(DbError::from)?;
+    let cursor =
+        revocation::load(&mut conn, &revocations, settings.leeway).map_err(DbError::from)?;
     let tokens = Arc::new(TokenService::new(
         keys.clone(),
         revocations.clone(),
@@ -262,7 +261,10 @@ where
 {
     let deadline = state.settings.db_deadline();
     let state = state.clone();
-    let until = std::time::Instant::now() + deadline;
+    // Writes must reach their commit a second before the caller stops waiting, so a commit
+    // under way has time to be answered: a 503 then means "not applied" but for that second.
+    let until =
+        std::time::Instant::now() + deadline.saturating_sub(std::time::Duration::from_secs(1));
     let work = web::block(move || {
         db::with_deadline(until, || {
             let mut conn = state.pool.get().map_err(DbError::from)?;
@@ -274,7 +276,7 @@ where
         Err(_) => Err(crate::error::ApiError::unavailable(
             "database",
             &DbError::Unavailable(format!(
-                "no answer within {}s; a write still under way rolls back",
+                "no answer within {}s; a write still under way rolls back unless it was already committing",
                 deadline.as_secs()
             )),
         )),

@@ -112,7 +112,7 @@ fn locked_run(
     let started = Instant::now();
     // The database's clock decides; a host that disagrees with it by more than the bound
     // deletes nothing (its other decisions are suspect too).
-    let local = time::now();
+    let local = chrono::Utc::now();
     let now = time::from_db(clock::now(conn)?);
     let skew = now - local;
     let max_skew = chrono::Duration::from_std(settings.max_clock_skew).unwrap_or_default();

@@ -236,19 +236,17 @@ fn client_exit(result: Result<(), remote::Failure>) -> ExitCode {
 fn serve_cmd(serve: ServeArgs, args: SettingsArgs) -> Result<(), String> {
     let mut settings = args.into_settings()?;
     serve.apply(&mut settings)?;
-    let served = actix_web::rt::System::new().block_on(async move {
+    actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)
             .await
             .map_err(|e| e.to_string())?;
-        app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
-    if served.is_ok() {
+        app.run_until_stopped().await.map_err(|e| e.to_string())?;
         log::info!("tokend stopped");
-        // Exit now: a database call stuck in a frozen connection holds a blocking thread that
-        // dropping the runtime would wait for. Every acknowledged write is committed already.
-        std::process::exit(0);
-    }
-    served
+        // Exit here, inside the runtime: dropping it would wait for every blocking thread, and
+        // one stuck in a frozen database connection may never end. Every acknowledged write
+        // is committed already.
+        std::process::exit(0)
+    })
 }
 
 fn migrate(args: SettingsArgs) -> Result<(), String> {

@@ -26,9 +26,11 @@ const FAULT_MESSAGES: &[&str] = &[
     "no connection to the server",
     "connection timed out",
     "ssl connection has been closed",
-    "cannot execute",
-    "read-only transaction",
+    "in a read-only transaction",
+    "during recovery",
     "recovery is in progress",
+    "could not extend file",
+    "no space left on device",
     // SQLite: full disk, read-only file system or file, locks held past busy_timeout, I/O.
     "database or disk is full",
     "attempt to write a readonly database",
@@ -37,7 +39,6 @@ const FAULT_MESSAGES: &[&str] = &[
     "database is locked",
     "database table is locked",
     "unable to open database file",
-    "no such table",
     "file is not a database",
 ];
 
@@ -51,6 +52,11 @@ pub fn is_fault(err: &Error) -> bool {
             _ => message_is_fault(info.message()),
         },
         Error::BrokenTransactionManager => true,
+        // A commit that failed and whose rollback failed too: a connection lost at COMMIT.
+        Error::RollbackErrorOnCommit {
+            commit_error,
+            rollback_error,
+        } => is_fault(commit_error) || is_fault(rollback_error),
         Error::QueryBuilderError(e) => message_is_fault(&e.to_string()),
         _ => false,
     }

@@ -164,8 +164,17 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
 /// Free space below this, and SQLite's next page allocation is likely to fail.
 const MIN_FREE_BYTES: u64 = 1 << 20;
 
+/// In-memory and URI databases: no file of that name to watch.
+fn is_special_sqlite(path: &std::path::Path) -> bool {
+    let shown = path.to_string_lossy();
+    shown == ":memory:" || shown.starts_with("file:")
+}
+
 /// The SQLite file's file system is writable and has room.
 fn sqlite_space(path: &std::path::Path) -> Result<(), String> {
+    if is_special_sqlite(path) {
+        return Ok(());
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -258,9 +267,8 @@ pub fn connect_pool(
 /// 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the same mode), and
 /// existing files open to others are tightened.
 fn keep_sqlite_private(path: &std::path::Path) -> Result<(), DbError> {
-    let shown = path.to_string_lossy();
     // In-memory and URI databases have no file of that name.
-    if shown == ":memory:" || shown.starts_with("file:") {
+    if is_special_sqlite(path) {
         return Ok(());
     }
     let with_suffix = |suffix: &str| {
@@ -315,6 +323,16 @@ thread_local! {
     static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
+/// Restores the thread's previous deadline, also when the work panics (the blocking thread
+/// lives on and serves other callers).
+struct DeadlineGuard(Option<Instant>);
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(self.0));
+    }
+}
+
 /// The message of a write rolled back because its caller stopped waiting.
 pub const DEADLINE_PASSED: &str = "deadline passed before the commit; rolled back";
 
@@ -322,10 +340,8 @@ pub const DEADLINE_PASSED: &str = "deadline passed before the commit; rolled bac
 /// transaction that reaches its commit after it rolls back instead, so a request answered
 /// 503 for taking too long never takes effect later (a frozen connection that thaws).
 pub fn with_deadline<T>(deadline: Instant, f: impl FnOnce() -> T) -> T {
-    DEADLINE.with(|d| d.set(Some(deadline)));
-    let result = f();
-    DEADLINE.with(|d| d.set(None));
-    result
+    let _restore = DeadlineGuard(DEADLINE.with(|d| d.replace(Some(deadline))));
+    f()
 }
 
 fn past_deadline() -> bool {
@@ -367,7 +383,7 @@ where
             let _ = DbConnection::rollback_transaction(conn);
             Err(diesel::result::Error::QueryBuilderError(DEADLINE_PASSED.into()).into())
         }
-        Ok(value) => match DbConnection::commit_transaction(conn) {
+        Ok(value) => match unbounded_commit(conn) {
             Ok(()) => Ok(value),
             Err(e) => {
                 let _ = DbConnection::rollback_transaction(conn);
@@ -381,6 +397,17 @@ where
             Err(e)
         }
     }
+}
+
+/// Commits. On PostgreSQL the statement timeout is lifted for the commit first: a commit
+/// that waits for a synchronous standby and is cancelled by the timeout has committed
+/// locally anyway (PostgreSQL only warns), and acknowledging it would promise a durability the
+/// standby does not have. The request deadline still answers the caller.
+fn unbounded_commit(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        c.batch_execute("SET LOCAL statement_timeout = 0")?;
+    }
+    DbConnection::commit_transaction(conn)
 }
 
 /// A round trip to the database.

@@ -114,13 +114,16 @@ impl RevocationSet {
     }
 }
 
-/// Loads every live revocation and every rule in force; returns the cursor to poll from.
+/// Loads every live revocation (of tokens that have not expired by the earlier of this host's
+/// and the database's clock, less `leeway`) and every rule in force; returns the cursor to
+/// poll from.
 pub fn load(
     conn: &mut DbConnection,
     set: &RevocationSet,
-    cutoff: NaiveDateTime,
+    leeway: Duration,
 ) -> Result<Cursor, diesel::result::Error> {
     let started = std::time::Instant::now();
+    let cutoff = live_cutoff(conn, leeway)?;
     let (rows, cursor) = all_live(conn, cutoff)?;
     set.absorb(rows);
     set.rules.replace(rules_in_force(conn)?);
@@ -139,6 +142,19 @@ fn rules_in_force(conn: &mut DbConnection) -> Result<Vec<Rule>, diesel::result::
     Ok(rows.into_iter().filter_map(rule_from_row).collect())
 }
 
+/// Revocations of tokens that expired before this are not loaded: the earlier of this host's
+/// and the database's clock, so a host whose clock runs ahead (and is refused until it is
+/// corrected) does not skip revocations that are live once it is.
+fn live_cutoff(
+    conn: &mut DbConnection,
+    leeway: Duration,
+) -> Result<NaiveDateTime, diesel::result::Error> {
+    let db_now = crate::db::queries::clock::now(conn)?;
+    let local = chrono::Utc::now().naive_utc();
+    let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
+    Ok(db_now.min(local) - leeway)
+}
+
 /// Every revocation of a token that expires after `cutoff`, and the cursor to poll from.
 fn all_live(
     conn: &mut DbConnection,
@@ -153,10 +169,9 @@ fn all_live(
 fn measure_skew(
     conn: &mut DbConnection,
 ) -> Result<Option<chrono::Duration>, diesel::result::Error> {
-    let before = crate::time::now();
+    let (before, timer) = (chrono::Utc::now(), std::time::Instant::now());
     let db_now = crate::db::queries::clock::now(conn)?.and_utc();
-    let after = crate::time::now();
-    let round_trip = after - before;
+    let round_trip = chrono::Duration::from_std(timer.elapsed()).unwrap_or_default();
     if round_trip > chrono::Duration::seconds(1) {
         return Ok(None);
     }
@@ -216,7 +231,14 @@ pub async fn sync_forever(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = (set.freshness.max_staleness() / 2).clamp(interval, Duration::from_secs(5));
     let mut conn: Option<DbConnection> = None;
-    let mut stuck: Option<actix_web::rt::task::JoinHandle<PollOutcome>> = None;
+    // Polls that outlived their deadline, with when they started: their threads are stuck in
+    // a connection (a frozen path whose kernel still acknowledges can hold one for as long as
+    // it lasts). A new poll starts beside them once the newest is twice its deadline old, on
+    // a new connection, at most MAX_STUCK of them at a time.
+    let mut stuck: Vec<(
+        actix_web::rt::task::JoinHandle<PollOutcome>,
+        std::time::Instant,
+    )> = Vec::new();
     // The cursor of the initial load holds until a read fails.
     let mut reload = false;
     let mut failing = false;
@@ -224,24 +246,25 @@ pub async fn sync_forever(
     loop {
         ticker.tick().await;
         // A poll that hung and has ended by now (its connection gave up) is forgotten.
-        stuck = stuck.filter(|handle| !handle.is_finished());
-        let outcome = match stuck {
-            // One that still hangs holds its thread: do not start another beside it.
-            Some(_) => Err("the previous poll is still waiting for the database".to_owned()),
-            None => {
+        stuck.retain(|(handle, _)| !handle.is_finished());
+        let wait = stuck
+            .last()
+            .is_some_and(|(_, since)| since.elapsed() < 2 * deadline)
+            || stuck.len() >= MAX_STUCK;
+        let outcome = match wait {
+            true => Err("the previous poll is still waiting for the database".to_owned()),
+            false => {
                 let (m, c) = (manager.clone(), conn.take());
                 let started = std::time::Instant::now();
-                let read = if reload {
-                    let leeway = chrono::Duration::from_std(leeway).unwrap_or_default();
-                    Read::Everything {
-                        cutoff: crate::time::to_db(crate::time::now() - leeway),
-                    }
+                let (read, limit) = if reload {
+                    // A full read of a large table takes longer than a poll.
+                    (Read::Everything { leeway }, deadline * 6)
                 } else {
-                    Read::Since(cursor)
+                    (Read::Since(cursor), deadline)
                 };
                 let mut handle =
                     actix_web::rt::task::spawn_blocking(move || poll_once(&m, c, read));
-                match tokio::time::timeout(deadline, &mut handle).await {
+                match tokio::time::timeout(limit, &mut handle).await {
                     Ok(Ok((c, Ok(polled)))) => {
                         conn = c;
                         Ok((started, polled))
@@ -249,10 +272,10 @@ pub async fn sync_forever(
                     Ok(Ok((_, Err(e)))) => Err(e),
                     Ok(Err(e)) => Err(format!("the poll task failed: {e}")),
                     Err(_) => {
-                        stuck = Some(handle);
+                        stuck.push((handle, started));
                         Err(format!(
                             "the database did not answer within {}s",
-                            deadline.as_secs_f64()
+                            limit.as_secs_f64()
                         ))
                     }
                 }
@@ -282,13 +305,18 @@ pub async fn sync_forever(
                 }
             }
         }
-        if last_prune.elapsed() >= Duration::from_secs(60) {
-            let before = chrono::Utc::now().timestamp() - leeway.as_secs() as i64;
+        // Pruning decides by the earlier of the two clocks, and not at all while they disagree.
+        if last_prune.elapsed() >= Duration::from_secs(60) && !set.freshness.clock_skewed() {
+            let skew = (set.freshness.skew_secs() as i64).min(0);
+            let before = chrono::Utc::now().timestamp() + skew - leeway.as_secs() as i64;
             set.prune(before);
             last_prune = std::time::Instant::now();
         }
     }
 }
+
+/// Stuck polls (threads) allowed at a time before the sync waits for one of them to end.
+const MAX_STUCK: usize = 4;
 
 /// New revocations, the cursor after them, the rules in force and the clock offset.
 type Polled = (
@@ -306,7 +334,7 @@ enum Read {
     /// What committed after the cursor (same server, same connection history).
     Since(Cursor),
     /// Every live revocation, after a failure: the server may have changed under the cursor.
-    Everything { cutoff: NaiveDateTime },
+    Everything { leeway: Duration },
 }
 
 fn poll_once(manager: &DbManager, conn: Option<DbConnection>, read: Read) -> PollOutcome {
@@ -319,7 +347,9 @@ fn poll_once(manager: &DbManager, conn: Option<DbConnection>, read: Read) -> Pol
     };
     let rows = match read {
         Read::Since(cursor) => revocations::poll(&mut c, cursor),
-        Read::Everything { cutoff } => all_live(&mut c, cutoff),
+        Read::Everything { leeway } => {
+            live_cutoff(&mut c, leeway).and_then(|cutoff| all_live(&mut c, cutoff))
+        }
     };
     let result = rows
         .and_then(|(rows, next)| {
