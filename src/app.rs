@@ -13,6 +13,7 @@ use crate::accounts::throttle::{LoginThrottle, ThrottlePolicy};
 use crate::config::Settings;
 use crate::db::{self, DbError, DbManager, Pool};
 use crate::error::cause_chain;
+use crate::tokens::push::Push;
 use crate::tokens::revocation::{self, RevocationSet};
 use crate::tokens::{KeyError, KeyStore, TokenService};
 use crate::usage::UsageRecorder;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub hasher: Arc<Hasher>,
     pub logins: Arc<LoginThrottle>,
     pub usage: Arc<UsageRecorder>,
+    /// Whether revocation push works (PostgreSQL's LISTEN).
+    pub push: Arc<Push>,
 }
 
 /// Why tokend could not start. The message says what to do.
@@ -136,6 +139,7 @@ impl Application {
         })?;
         let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
+        let push = crate::tokens::push::start(&settings).map_err(StartError::Config)?;
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
@@ -144,6 +148,7 @@ impl Application {
             hasher: Arc::new(hasher),
             logins: logins.clone(),
             usage: usage.clone(),
+            push: push.clone(),
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -177,6 +182,7 @@ impl Application {
             opened.cursor,
             settings.revocation_sync_interval,
             settings.leeway,
+            push,
         ));
         actix_web::rt::spawn(crate::tokens::freshness::watch_forever(
             opened.revocations.freshness().clone(),

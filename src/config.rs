@@ -93,6 +93,18 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// Where the revocation listener (LISTEN on a session of its own, PostgreSQL only) connects:
+/// `TOKEND_DATABASE_LISTEN_URL`.
+#[derive(Debug, Clone)]
+pub enum ListenUrl {
+    /// The database URL (the default).
+    Database,
+    /// Another URL: a direct connection past a transaction-pooling PgBouncer.
+    Url(SecretString),
+    /// No listener: other replicas' revocations arrive by the poll alone.
+    Off,
+}
+
 /// The peers whose forwarding headers (`X-Forwarded-For`, `X-Forwarded-Uri`, `Forwarded`, …)
 /// are believed: `TOKEND_TRUSTED_PROXIES`, a comma list of CIDRs. Empty: nobody's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +203,8 @@ pub struct Settings {
     pub db_pool_timeout: Duration,
     /// After SIGTERM/SIGINT, how long open requests may finish before the process exits.
     pub shutdown_timeout: Duration,
+    /// Where the revocation listener connects (PostgreSQL only).
+    pub database_listen_url: ListenUrl,
     pub scopes: ScopePolicy,
     pub pool_size: u32,
     /// How long start-up waits for the database to accept connections.
@@ -266,6 +280,7 @@ impl Settings {
             max_clock_skew: Duration::from_secs(5),
             db_pool_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
+            database_listen_url: ListenUrl::Database,
             scopes: ScopePolicy::default(),
             pool_size: 10,
             db_wait: Duration::from_secs(30),
@@ -483,6 +498,12 @@ pub struct ServeArgs {
     /// X-Original-URI, X-Forwarded-Prefix, Forwarded) count: comma list of CIDRs; "" trusts none.
     #[arg(long, env = "TOKEND_TRUSTED_PROXIES", default_value = TrustedProxies::DEFAULT)]
     pub trusted_proxies: String,
+
+    /// PostgreSQL URL of the session that listens for other replicas' revocations: a direct
+    /// connection, not through a transaction-pooling PgBouncer. Default: the database URL;
+    /// "off": poll only.
+    #[arg(long, env = "TOKEND_DATABASE_LISTEN_URL", hide_env_values = true)]
+    pub database_listen_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -492,6 +513,22 @@ impl ServeArgs {
         settings.workers = self.workers;
         settings.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("TOKEND_TRUSTED_PROXIES: {e}"))?;
+        settings.database_listen_url = match self.database_listen_url.as_deref().map(str::trim) {
+            None | Some("") => ListenUrl::Database,
+            Some("off") => ListenUrl::Off,
+            Some(_) if !settings.database.is_postgres() => {
+                return Err(
+                    "TOKEND_DATABASE_LISTEN_URL is only used with a PostgreSQL database; unset it"
+                        .into(),
+                )
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                ListenUrl::Url(SecretString::from(url.to_owned()))
+            }
+            Some(_) => {
+                return Err("TOKEND_DATABASE_LISTEN_URL must be a postgres://… URL, or off".into())
+            }
+        };
         Ok(())
     }
 }

@@ -12,7 +12,10 @@
 //!   `earliest_expiry_timestamp_seconds{scope}` (the soonest expiry among active service
 //!   accounts of the scope; `+Inf` when there is none), `revocation_sync_age_seconds` (since
 //!   the last completed revocation sync), `clock_skew_seconds` (database clock minus this
-//!   host's).
+//!   host's);
+//! - revocation push (PostgreSQL): `revocation_push_notifications_total` (notifications heard),
+//!   `revocation_push_active` (1 while the listener hears them, 0 while revocations of other
+//!   replicas arrive by the poll alone; absent on SQLite).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,7 +27,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics::{counter, describe_counter, describe_gauge, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::scope::Scope;
@@ -65,6 +68,7 @@ pub fn install() {
                     VERIFICATION_OUTCOMES
                         .map(|outcome| counter!("tokend_verifications_total", "outcome" => outcome))
                 });
+                describe_push();
                 Some(handle)
             }
             Ok(Err(e)) => {
@@ -270,4 +274,28 @@ pub async fn access(
         );
     }
     result
+}
+
+/// Help texts of the push metrics, and the counter at zero from the start.
+fn describe_push() {
+    describe_counter!(
+        "tokend_revocation_push_notifications_total",
+        "Revocation notifications heard by this replica's listener (PostgreSQL LISTEN)"
+    );
+    describe_gauge!(
+        "tokend_revocation_push_active",
+        "1 while the revocation listener hears notifications; 0 while revocations of other \
+         replicas arrive by the poll alone (see TOKEND_DATABASE_LISTEN_URL)"
+    );
+    counter!("tokend_revocation_push_notifications_total").absolute(0);
+}
+
+/// A revocation notification was heard.
+pub fn push_notification() {
+    counter!("tokend_revocation_push_notifications_total").increment(1);
+}
+
+/// Whether revocation push works on this replica.
+pub fn push_active(active: bool) {
+    gauge!("tokend_revocation_push_active").set(if active { 1.0 } else { 0.0 });
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::claims::Claims;
 use super::freshness::Freshness;
+use super::push::Push;
 use super::rules::{Rule, RuleSet, Selector};
 use crate::db::models::RevocationRuleRow;
 use crate::db::queries::revocations::{self, Cursor, RevokedToken};
@@ -99,18 +100,21 @@ impl RevocationSet {
         self.polls.load(Ordering::Relaxed)
     }
 
-    fn absorb(&self, rows: Vec<RevokedToken>) {
+    /// Adds polled rows; returns how many were not in the set yet.
+    fn absorb(&self, rows: Vec<RevokedToken>) -> usize {
         let map = self.map.pin();
+        let mut fresh = 0;
         for (jti, exp) in rows {
             match Uuid::parse_str(&jti) {
                 Ok(id) => {
-                    map.insert(id, exp.and_utc().timestamp());
+                    fresh += usize::from(map.insert(id, exp.and_utc().timestamp()).is_none());
                 }
                 Err(_) => {
                     log::warn!("token_revocation holds a token id that is not a UUID; ignored")
                 }
             }
         }
+        fresh
     }
 }
 
@@ -207,7 +211,8 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
     })
 }
 
-/// Polls the database for other replicas' revocations until the process ends.
+/// Polls the database for other replicas' revocations until the process ends: every
+/// `interval`, and at once when `push` wakes it (a notification: see [`super::push`]).
 ///
 /// The poll has a connection of its own, so a pool exhausted by request traffic never
 /// delays it; after an error it reconnects on the next tick, and the first read on the new
@@ -226,6 +231,7 @@ pub async fn sync_forever(
     mut cursor: Cursor,
     interval: Duration,
     leeway: Duration,
+    push: Arc<Push>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -244,7 +250,11 @@ pub async fn sync_forever(
     let mut failing = false;
     let mut last_prune = std::time::Instant::now();
     loop {
-        ticker.tick().await;
+        let woken = tokio::select! {
+            biased;
+            _ = push.woken() => true,
+            _ = ticker.tick() => false,
+        };
         // A poll that hung and has ended by now (its connection gave up) is forgotten.
         stuck.retain(|(handle, _)| !handle.is_finished());
         let wait = stuck
@@ -287,8 +297,8 @@ pub async fn sync_forever(
                     log::info!("revocation sync recovered");
                     failing = false;
                 }
-                set.absorb(rows);
-                set.rules.replace(rules);
+                let fresh = set.absorb(rows) + set.rules.replace(rules);
+                push.polled(woken, fresh);
                 if let Some(skew) = skew {
                     set.freshness.measured_skew(skew);
                 }
@@ -304,6 +314,9 @@ pub async fn sync_forever(
                     failing = true;
                 }
             }
+        }
+        if woken {
+            ticker.reset();
         }
         // Pruning decides by the earlier of the two clocks, and not at all while they disagree.
         if last_prune.elapsed() >= Duration::from_secs(60) && !set.freshness.clock_skewed() {

@@ -98,9 +98,17 @@ impl RuleSet {
     }
 
     /// Replaces every rule (a sync read them all), keeping those this replica added in the
-    /// last few seconds that the sync did not return yet.
-    pub fn replace(&self, mut rules: Vec<Rule>) {
+    /// last few seconds that the sync did not return yet. Returns how many rules it did not
+    /// hold before.
+    pub fn replace(&self, mut rules: Vec<Rule>) -> usize {
         let mut added = self.added.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = {
+            let current = self.rules.load();
+            rules
+                .iter()
+                .filter(|r| !current.iter().any(|c| c.id == r.id))
+                .count()
+        };
         added.retain(|(_, at)| at.elapsed() < ADDED_GRACE);
         for (rule, _) in added.iter() {
             if !rules.iter().any(|r| r.id == rule.id) {
@@ -108,6 +116,7 @@ impl RuleSet {
             }
         }
         self.rules.store(Arc::new(rules));
+        fresh
     }
 
     /// Adds a rule this replica just committed, before the next sync reads it back.
