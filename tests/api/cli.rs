@@ -39,6 +39,11 @@ async fn serve(storage: &Storage) -> Server {
 
 /// `tokend serve` as a child process with extra environment; killed (SIGKILL) when dropped.
 pub async fn serve_with(storage: &Storage, env: &[(&str, String)]) -> Server {
+    serve_logging(storage, env, Stdio::inherit()).await
+}
+
+/// [`serve_with`], the server's log (stderr) going to `log`.
+pub async fn serve_logging(storage: &Storage, env: &[(&str, String)], log: Stdio) -> Server {
     // TOKEND_LISTEN in `env` pins the address (a restart on the same port); else a free one.
     let listen = env
         .iter()
@@ -79,6 +84,7 @@ pub fn spawn_serve(storage: &Storage, env: &[(&str, String)], listen: &str) -> S
     let child = cmd
         .args(["serve", "--listen", listen])
         .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("tokend serve starts");
     Server {

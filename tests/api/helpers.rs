@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -294,6 +294,34 @@ impl TestApp {
             .send(Method::GET, "/auth/whoami", Some(token), None)
             .await;
         (s, v)
+    }
+}
+
+/// `GET /auth/whoami` on a server at `base` until the token is refused as revoked; panics if it
+/// is still accepted after `limit`. Returns how long it took.
+pub async fn until_refused(base: &str, token: &str, limit: Duration) -> Duration {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        let res = client
+            .get(format!("{base}/auth/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(code(&body), "token_revoked");
+            return start.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            start.elapsed() < limit,
+            "still accepted after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

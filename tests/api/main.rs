@@ -22,6 +22,7 @@ mod faults_network;
 mod faults_storage;
 mod openapi;
 mod proxies;
+mod push;
 mod replicas;
 mod revocation;
 mod runbook;

@@ -1,6 +1,6 @@
 //! Several servers on one database: keys shared, revocations enforced everywhere within 1 s.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use reqwest::{Method, StatusCode};
@@ -10,21 +10,7 @@ use crate::helpers::{code, Backend, TestApp};
 
 /// Polls `whoami` on `app` until the token is refused as revoked; returns how long it took.
 async fn time_until_revoked(app: &TestApp, token: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let (status, body) = app.whoami(token).await;
-        if status == StatusCode::UNAUTHORIZED {
-            assert_eq!(code(&body), "token_revoked");
-            return start.elapsed();
-        }
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(
-            start.elapsed() < limit,
-            "still accepted after {:?}",
-            start.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::until_refused(&app.address, token, limit).await
 }
 
 async fn revocation_reaches_every_replica_within_a_second(backend: Backend) {
