@@ -22,10 +22,14 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use tokio::sync::Notify;
-use tokio_postgres::config::{Host, TargetSessionAttrs};
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Config, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{Database, ListenUrl, Settings};
+
+mod tls;
 
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "tokend_revocations";
@@ -214,50 +218,49 @@ pub fn start(settings: &Settings) -> Result<Arc<Push>, String> {
         (Database::Postgres { url }, ListenUrl::Database) => url,
         (Database::Postgres { .. }, ListenUrl::Url(url)) => url,
     };
-    let url = url.expose_secret();
-    if needs_tls(url) && matches!(settings.database_listen_url, ListenUrl::Database) {
-        // Not a reason to refuse to start a replica whose database connection is fine.
-        log::warn!(
-            "revocation push is off: the database URL asks for TLS (sslmode), which the \
-             revocation listener does not speak; other replicas' revocations arrive by the poll, \
-             every {:?}. Set TOKEND_DATABASE_LISTEN_URL to a URL the listener can use, or to off",
-            settings.revocation_sync_interval
-        );
-        crate::telemetry::push_active(false);
-        return Ok(Push::off());
-    }
-    let (config, ignored) =
-        listener_config(url).map_err(|e| format!("TOKEND_DATABASE_LISTEN_URL: {e}"))?;
-    if !ignored.is_empty() {
+    let target = listener_config(url.expose_secret())
+        .map_err(|e| format!("TOKEND_DATABASE_LISTEN_URL: {e}"))?;
+    if !target.ignored.is_empty() {
         log::info!(
             "revocation listener: URL parameters only libpq knows are not used by the listener: {}",
-            ignored.join(", ")
+            target.ignored.join(", ")
         );
     }
     let push = Arc::new(Push::new(true));
     crate::telemetry::push_active(false);
     actix_web::rt::spawn(listen_forever(
-        config,
+        target,
         push.clone(),
         settings.revocation_sync_interval,
     ));
     Ok(push)
 }
 
-/// The listener's connection settings from a libpq-style URL (`postgres://u:p@h1:5432,h2:5433/db?…`),
-/// and the names of the parameters left out because only libpq knows them (`sslrootcert`,
-/// `gssencmode`, …).
+/// Where and how the listener connects.
+pub struct Target {
+    config: Config,
+    /// `None` when `sslmode=disable`.
+    tls: Option<MakeRustlsConnect>,
+    /// URL parameters only libpq knows, left out (`sslcert`, `gssencmode`, …).
+    ignored: Vec<String>,
+}
+
+/// The listener's connection settings from a libpq-style URL
+/// (`postgres://u:p@h1:5432,h2:5433/db?…`).
 ///
 /// What differs from libpq is made to mean what libpq means: `tcp_user_timeout` is in
-/// milliseconds; `sslmode` `allow` is `prefer`. A standby cannot LISTEN, so the session is
-/// always read-write (`target_session_attrs` is ignored): on a multi-host URL the listener finds
-/// the primary, and after a failover the new one. Unless the URL sets them, the connect timeout
-/// is 5 s and keepalives and `tcp_user_timeout` notice a dead peer within about 10 s.
-pub fn listener_config(url: &str) -> Result<(Config, Vec<String>), String> {
+/// milliseconds; `sslmode` is libpq's (default `prefer`; `allow` as `prefer`; see [`tls`]),
+/// with `sslrootcert`. A standby cannot LISTEN, so the session is always read-write
+/// (`target_session_attrs` is ignored): on a multi-host URL the listener finds the primary,
+/// and after a failover the new one. Unless the URL sets them, the connect timeout is 5 s and
+/// keepalives and `tcp_user_timeout` notice a dead peer within about 10 s.
+pub fn listener_config(url: &str) -> Result<Target, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut passed = Vec::new();
     let mut ignored = Vec::new();
     let mut tcp_user_timeout = None;
+    let mut sslmode = "prefer".to_owned();
+    let mut rootcert = None;
     let mut set = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -270,18 +273,8 @@ pub fn listener_config(url: &str) -> Result<(Config, Vec<String>), String> {
                     .map_err(|_| "tcp_user_timeout must be a number of milliseconds".to_owned())?;
                 tcp_user_timeout = Some(Duration::from_millis(ms));
             }
-            // Without TLS (see `needs_tls`), `prefer` connects in plain text.
-            "sslmode" => match decoded.as_ref() {
-                "disable" => passed.push("sslmode=disable".to_owned()),
-                "allow" | "prefer" => passed.push("sslmode=prefer".to_owned()),
-                "require" | "verify-ca" | "verify-full" => {
-                    return Err(format!(
-                        "sslmode={decoded}: the revocation listener does not speak TLS; point \
-                         TOKEND_DATABASE_LISTEN_URL at a URL without it (or set it to off)"
-                    ))
-                }
-                other => return Err(format!("unknown sslmode '{other}'")),
-            },
+            "sslmode" => sslmode = decoded.into_owned(),
+            "sslrootcert" => rootcert = Some(decoded.into_owned()),
             "target_session_attrs" => {}
             key if PASSED_ON.contains(&key) => passed.push(pair.to_owned()),
             key => ignored.push(key.to_owned()),
@@ -294,6 +287,18 @@ pub fn listener_config(url: &str) -> Result<(Config, Vec<String>), String> {
         format!("{base}?{}", passed.join("&"))
     };
     let mut config = Config::from_str(&rebuilt).map_err(|e| e.to_string())?;
+    let (mode, check) = match sslmode.as_str() {
+        "disable" => (SslMode::Disable, None),
+        "allow" | "prefer" => (SslMode::Prefer, Some(tls::Check::Nothing)),
+        "require" => (SslMode::Require, Some(tls::Check::Require)),
+        "verify-ca" => (SslMode::Require, Some(tls::Check::Chain)),
+        "verify-full" => (SslMode::Require, Some(tls::Check::Full)),
+        other => return Err(format!("unknown sslmode '{other}'")),
+    };
+    config.ssl_mode(mode);
+    let tls = check
+        .map(|check| tls::connector(check, rootcert.as_deref()))
+        .transpose()?;
     let given = |key: &str| set.iter().any(|k| k == key);
     config.target_session_attrs(TargetSessionAttrs::ReadWrite);
     if !given("application_name") {
@@ -324,17 +329,10 @@ pub fn listener_config(url: &str) -> Result<(Config, Vec<String>), String> {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
     }
-    Ok((config, ignored))
-}
-
-/// Whether the URL's `sslmode` requires TLS.
-fn needs_tls(url: &str) -> bool {
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    query.split('&').any(|pair| {
-        matches!(
-            pair,
-            "sslmode=require" | "sslmode=verify-ca" | "sslmode=verify-full"
-        )
+    Ok(Target {
+        config,
+        tls,
+        ignored,
     })
 }
 
@@ -366,14 +364,15 @@ fn describe(config: &Config) -> String {
 
 /// Listens until the process ends, reconnecting with capped backoff. Logs each change once: a
 /// warning when it stops hearing (or cannot start), info when it hears again.
-async fn listen_forever(config: Config, push: Arc<Push>, poll_interval: Duration) {
+async fn listen_forever(target: Target, push: Arc<Push>, poll_interval: Duration) {
+    let (config, tls) = (target.config, target.tls);
     let target = describe(&config);
     let mut backoff = BACKOFF_FIRST;
     // None until the first attempt ends one way or the other.
     let mut hearing: Option<bool> = None;
     loop {
         let mut listening = false;
-        let ended = session(&config, &push, || {
+        let on_listening = || {
             listening = true;
             if hearing != Some(true) {
                 log::info!(
@@ -381,8 +380,11 @@ async fn listen_forever(config: Config, push: Arc<Push>, poll_interval: Duration
                 );
                 hearing = Some(true);
             }
-        })
-        .await;
+        };
+        let ended = match &tls {
+            None => session(&config, NoTls, &push, on_listening).await,
+            Some(tls) => session(&config, tls.clone(), &push, on_listening).await,
+        };
         push.set_listening(false);
         if listening {
             backoff = BACKOFF_FIRST;
@@ -401,8 +403,17 @@ async fn listen_forever(config: Config, push: Arc<Push>, poll_interval: Duration
 
 /// One session: connect, LISTEN, then hear notifications until the connection fails. Returns
 /// why it ended.
-async fn session(config: &Config, push: &Arc<Push>, on_listening: impl FnOnce()) -> String {
-    let (client, connection) = match config.connect(NoTls).await {
+async fn session<T>(
+    config: &Config,
+    tls: T,
+    push: &Arc<Push>,
+    on_listening: impl FnOnce(),
+) -> String
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: 'static,
+{
+    let (client, connection) = match config.connect(tls).await {
         Ok(pair) => pair,
         Err(e) => return format!("cannot connect: {e}"),
     };
@@ -444,13 +455,13 @@ async fn session(config: &Config, push: &Arc<Push>, on_listening: impl FnOnce())
 }
 
 /// Drives the connection, counting notifications on [`CHANNEL`] and waking the sync for each.
-async fn drive(
-    mut connection: tokio_postgres::Connection<
-        tokio_postgres::Socket,
-        tokio_postgres::tls::NoTlsStream,
-    >,
+async fn drive<S>(
+    mut connection: tokio_postgres::Connection<Socket, S>,
     push: Arc<Push>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CHANNEL => push.heard_one(),
@@ -467,14 +478,15 @@ mod tests {
 
     #[test]
     fn multi_host_url_with_libpq_parameters() {
-        let (config, ignored) = listener_config(
+        let target = listener_config(
             "postgres://u:s%40cret@h1:5432,h2:5433/db?target_session_attrs=read-write\
              &connect_timeout=3&keepalives=1&keepalives_idle=4&tcp_user_timeout=9000\
-             &options=-c%20statement_timeout%3D5000&sslmode=prefer&sslrootcert=%2Fetc%2Fca.pem\
+             &options=-c%20statement_timeout%3D5000&sslmode=prefer&sslcert=%2Fetc%2Fclient.pem\
              &application_name=tokend",
         )
         .unwrap();
-        assert_eq!(describe(&config), "h1:5432,h2:5433/db");
+        let config = &target.config;
+        assert_eq!(describe(config), "h1:5432,h2:5433/db");
         assert_eq!(config.get_user(), Some("u"));
         assert_eq!(config.get_password(), Some(&b"s@cret"[..]));
         assert_eq!(config.get_options(), Some("-c statement_timeout=5000"));
@@ -490,13 +502,19 @@ mod tests {
             TargetSessionAttrs::ReadWrite
         );
         assert_eq!(config.get_application_name(), Some("tokend"));
-        assert_eq!(ignored, vec!["sslrootcert".to_owned()]);
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+        assert!(target.tls.is_some());
+        assert_eq!(target.ignored, vec!["sslcert".to_owned()]);
     }
 
     #[test]
     fn defaults_notice_a_dead_peer() {
-        let (config, ignored) = listener_config("postgresql://postgres@127.0.0.1/tokend").unwrap();
-        assert!(ignored.is_empty());
+        let target = listener_config("postgresql://postgres@127.0.0.1/tokend").unwrap();
+        assert!(target.ignored.is_empty());
+        let config = &target.config;
+        // libpq's default: TLS when the server offers it.
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+        assert!(target.tls.is_some());
         assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
@@ -506,9 +524,10 @@ mod tests {
             config.get_target_session_attrs(),
             TargetSessionAttrs::ReadWrite
         );
-        let (config, _) =
+        let config =
             listener_config("postgres://u@h/db?target_session_attrs=any&tcp_user_timeout=0")
-                .unwrap();
+                .unwrap()
+                .config;
         assert_eq!(
             config.get_target_session_attrs(),
             TargetSessionAttrs::ReadWrite
@@ -519,17 +538,30 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_honour() {
         for url in [
-            "postgres://u@h/db?sslmode=verify-full",
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fnonexistent%2Froot.crt",
+            "postgres://u@h/db?sslmode=require&sslrootcert=%2Fnonexistent%2Froot.crt",
             "postgres://u@h/db?sslmode=bogus",
             "postgres://u@h/db?tcp_user_timeout=soon",
             "postgres://u@h:notaport/db",
         ] {
             assert!(listener_config(url).is_err(), "{url}");
         }
-        assert!(needs_tls(
-            "postgres://u@h/db?connect_timeout=2&sslmode=require"
-        ));
-        assert!(!needs_tls("postgres://u@h/db?sslmode=prefer"));
+    }
+
+    #[test]
+    fn sslmode_as_libpq_means_it() {
+        let target = listener_config("postgres://u@h/db?sslmode=disable").unwrap();
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Disable);
+        assert!(target.tls.is_none());
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let target = listener_config(&format!(
+                "postgres://u@h/db?sslmode={mode}&sslrootcert=system"
+            ))
+            .unwrap();
+            assert_eq!(target.config.get_ssl_mode(), SslMode::Require, "{mode}");
+            assert!(target.tls.is_some(), "{mode}");
+            assert!(target.ignored.is_empty(), "{mode}");
+        }
     }
 
     #[test]

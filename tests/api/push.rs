@@ -58,6 +58,26 @@ async fn until_metric(server: &Server, name: &str, value: f64, limit: Duration) 
     }
 }
 
+/// A server on PostgreSQL with the poll at its longest (1 s): only push is faster.
+async fn slow_poll() -> TestApp {
+    TestApp::spawn_with(Backend::Postgres, |s| {
+        s.revocation_sync_interval = Duration::from_secs(1)
+    })
+    .await
+}
+
+/// Waits (up to 10 s) until the in-process server's listener hears.
+async fn until_listening(app: &TestApp) {
+    let start = Instant::now();
+    while !app.state.push.is_active() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the listener did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A free port on 127.0.0.1 where nothing listens.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -75,19 +95,9 @@ async fn postgres_revocation_is_pushed_to_the_other_replica() {
         eprintln!("skipped: TOKEND_TEST_PG_URL is not set");
         return;
     }
-    let a = TestApp::spawn_with(Backend::Postgres, |s| {
-        s.revocation_sync_interval = Duration::from_secs(1)
-    })
-    .await;
+    let a = slow_poll().await;
     let b = a.replica().await;
-    let start = Instant::now();
-    while !b.state.push.is_active() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "B's listener did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&b).await;
     let mut took = Vec::new();
     for i in 0..20 {
         let (id, token) = account(&a, &format!("sensor:push{i}")).await;
@@ -166,4 +176,70 @@ async fn postgres_deaf_listener_is_detected() {
         "warned once:\n{logged}"
     );
     assert!(logged.contains("TOKEND_DATABASE_LISTEN_URL"), "{logged}");
+}
+
+/// The listener speaks TLS as libpq does: with `sslmode=require` its session is encrypted
+/// (pg_stat_ssl says so) and revocations are still pushed.
+#[actix_web::test]
+async fn postgres_listener_over_tls() {
+    if pg_url().is_none() {
+        eprintln!("skipped: TOKEND_TEST_PG_URL is not set");
+        return;
+    }
+    let a = slow_poll().await;
+    let url = a.storage.pg.as_ref().unwrap().url.clone();
+    let query = move |sql: &'static str| {
+        let url = url.clone();
+        actix_web::web::block(move || {
+            use diesel::{Connection, RunQueryDsl};
+            #[derive(diesel::QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                value: String,
+            }
+            let mut conn = diesel::PgConnection::establish(&url).unwrap();
+            diesel::sql_query(sql)
+                .load::<Row>(&mut conn)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.value)
+                .collect::<Vec<_>>()
+        })
+    };
+    if query("SELECT setting AS value FROM pg_settings WHERE name = 'ssl'")
+        .await
+        .unwrap()
+        != ["on"]
+    {
+        // Debian's PostgreSQL has it on (the snakeoil certificate); CI must have it.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI's PostgreSQL must have ssl = on"
+        );
+        eprintln!("skipped: the test PostgreSQL has ssl = off");
+        return;
+    }
+    let mut settings = a.settings.clone();
+    settings.database_listen_url = tokend::config::ListenUrl::Url(
+        format!(
+            "{}?sslmode=require&application_name=tokend-listener-b",
+            a.storage.pg.as_ref().unwrap().url
+        )
+        .into(),
+    );
+    let b = TestApp::start(a.storage.clone(), settings).await;
+    until_listening(&b).await;
+    let encrypted = query(
+        "SELECT s.ssl::text AS value FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'tokend-listener-b' AND a.datname = current_database()",
+    )
+    .await
+    .unwrap();
+    assert_eq!(encrypted, ["true"], "B's listener session is encrypted");
+    for i in 0..3 {
+        let (id, token) = account(&a, &format!("sensor:tls{i}")).await;
+        assert_eq!(b.whoami(&token).await.0, StatusCode::OK);
+        revoke(&a, id).await;
+        until_refused(&b.address, &token, Duration::from_millis(200)).await;
+    }
 }
