@@ -132,7 +132,7 @@ if all(split.values()) and meta.get("server_workers"):
     ratios["cold_eddsa_split_us"] = split
     print("cold EdDSA request, microseconds of one server cpu:", json.dumps(split))
 for key in ["cleanup_sqlite", "verify_during_cleanup_sqlite", "cleanup_pg", "verify_during_cleanup_pg",
-            "memory", "propagation", "scale", "startup"]:
+            "memory", "propagation", "propagation_poll", "scale", "startup"]:
     if key in runs:
         print(f"{key}: {json.dumps(runs[key])}")
 
