@@ -249,7 +249,7 @@ pub struct Target {
 /// (`postgres://u:p@h1:5432,h2:5433/db?…`).
 ///
 /// What differs from libpq is made to mean what libpq means: `tcp_user_timeout` is in
-/// milliseconds; `sslmode` is libpq's (default `prefer`; `allow` as `prefer`; see [`tls`]),
+/// milliseconds; `keepalives_count` is libpq's name for `keepalives_retries`; `sslmode` is libpq's (default `prefer`; `allow` as `prefer`; see [`tls`]),
 /// with `sslrootcert`. A standby cannot LISTEN, so the session is always read-write
 /// (`target_session_attrs` is ignored): on a multi-host URL the listener finds the primary,
 /// and after a failover the new one. Unless the URL sets them, the connect timeout is 5 s and
@@ -275,11 +275,16 @@ pub fn listener_config(url: &str) -> Result<Target, String> {
             }
             "sslmode" => sslmode = decoded.into_owned(),
             "sslrootcert" => rootcert = Some(decoded.into_owned()),
+            // libpq's name for what tokio-postgres calls keepalives_retries.
+            "keepalives_count" => passed.push(format!("keepalives_retries={value}")),
             "target_session_attrs" => {}
             key if PASSED_ON.contains(&key) => passed.push(pair.to_owned()),
             key => ignored.push(key.to_owned()),
         }
-        set.push(key.to_owned());
+        set.push(match key {
+            "keepalives_count" => "keepalives_retries".to_owned(),
+            key => key.to_owned(),
+        });
     }
     let rebuilt = if passed.is_empty() {
         base.to_owned()
@@ -505,6 +510,25 @@ mod tests {
         assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
         assert!(target.tls.is_some());
         assert_eq!(target.ignored, vec!["sslcert".to_owned()]);
+    }
+
+    #[test]
+    fn the_database_deadlines_are_read_as_libpq_reads_them() {
+        let url = crate::db::deadlines::with_deadlines("postgres://u@h1:5432,h2:5432/db");
+        let target = listener_config(&url).unwrap();
+        assert!(target.ignored.is_empty(), "{:?}", target.ignored);
+        let config = &target.config;
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(5000))
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub async fn serve_logging(storage: &Storage, env: &[(&str, String)], log: Stdio
         .find(|(k, _)| *k == "TOKEND_LISTEN")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(free_listen);
-    let server = spawn_serve(storage, env, &listen);
+    let server = spawn_serve_logging(storage, env, &listen, log);
     server.wait_ready(Duration::from_secs(20)).await;
     server
 }
@@ -77,6 +77,16 @@ impl Server {
 
 /// `tokend serve` on `listen` as a child process, not waiting for anything.
 pub fn spawn_serve(storage: &Storage, env: &[(&str, String)], listen: &str) -> Server {
+    spawn_serve_logging(storage, env, listen, Stdio::inherit())
+}
+
+/// [`spawn_serve`], the server's log (stderr) going to `log`.
+fn spawn_serve_logging(
+    storage: &Storage,
+    env: &[(&str, String)],
+    listen: &str,
+    log: Stdio,
+) -> Server {
     let mut cmd = tokend(storage);
     for (k, v) in env {
         cmd.env(k, v);
