@@ -222,8 +222,9 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
 /// it, so ids can go back, and "txid >= cursor" would skip revocations written with them.
 ///
 /// Each poll has a deadline: one
-/// that hangs (a frozen connection) counts as failed, and no second poll starts while it is
-/// stuck; the connection's own deadlines (see [`crate::db::deadlines`]) end it within seconds.
+/// that hangs (a frozen connection) counts as failed; a new poll on a new connection starts
+/// beside it once it is twice its deadline old (at most [`MAX_STUCK`] stuck at a time), and
+/// the connection's own deadlines (see [`crate::db::deadlines`]) usually end it within seconds.
 /// A poll also measures the clock offset from the database.
 pub async fn sync_forever(
     manager: DbManager,
