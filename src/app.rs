@@ -194,6 +194,7 @@ impl Application {
             settings.key_rotation_period,
             settings.max_token_lifetime(),
             settings.jwks_max_age,
+            opened.revocations.freshness().clone(),
         ));
         actix_web::rt::spawn(crate::usage::flush_forever(opened.pool.clone(), usage));
         actix_web::rt::spawn(crate::accounts::throttle::flush_forever(

@@ -33,7 +33,7 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Stale { age, bound } => write!(
                 f,
-                "this replica last synchronised revocations {:.1}s ago (the bound is {}s): it cannot tell whether a token was revoked, so it refuses every token until the database answers again; retry, another replica may serve you",
+                "this replica last synchronised revocations and signing keys {:.1}s ago (the bound is {}s): it cannot tell whether a token was revoked, so it refuses every token until the database answers again; retry, another replica may serve you",
                 age.as_secs_f64(),
                 bound.as_secs_f64()
             ),
@@ -52,6 +52,9 @@ pub struct Freshness {
     epoch: Instant,
     /// Nanoseconds after `epoch` when the last revocation sync completed.
     last_sync_ns: AtomicU64,
+    /// The same for the signing-key sync (a key revoked elsewhere reaches this replica by
+    /// it); `u64::MAX` when keys are not synchronised (HS256, a shared secret).
+    last_key_sync_ns: AtomicU64,
     max_staleness: Duration,
     /// Database clock minus this host's, in milliseconds, as last measured.
     skew_ms: AtomicI64,
@@ -65,6 +68,7 @@ impl Freshness {
         Freshness {
             epoch: Instant::now(),
             last_sync_ns: AtomicU64::new(0),
+            last_key_sync_ns: AtomicU64::new(0),
             max_staleness,
             skew_ms: AtomicI64::new(0),
             max_skew,
@@ -79,10 +83,26 @@ impl Freshness {
         self.last_sync_ns.fetch_max(ns, Ordering::Release);
     }
 
-    /// How long ago the last revocation sync completed.
+    /// A signing-key sync that started at `started` completed.
+    pub fn keys_synced(&self, started: Instant) {
+        let ns = started.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.last_key_sync_ns.fetch_max(ns, Ordering::Release);
+    }
+
+    /// Keys are not synchronised from the database here: only revocations count.
+    pub fn keys_not_synced(&self) {
+        self.last_key_sync_ns.store(u64::MAX, Ordering::Release);
+    }
+
+    /// How long ago the older of the last revocation sync and the last key sync completed:
+    /// both carry revocations (of tokens, of signing keys).
     pub fn sync_age(&self) -> Duration {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        Duration::from_nanos(now.saturating_sub(self.last_sync_ns.load(Ordering::Acquire)))
+        let last = self
+            .last_sync_ns
+            .load(Ordering::Acquire)
+            .min(self.last_key_sync_ns.load(Ordering::Acquire));
+        Duration::from_nanos(now.saturating_sub(last))
     }
 
     pub fn max_staleness(&self) -> Duration {
@@ -191,6 +211,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(matches!(f.check(), Err(Refusal::Stale { .. })));
         f.synced(Instant::now());
+        f.keys_synced(Instant::now());
+        assert!(f.check().is_ok());
+        // A key sync that stopped counts as much as a revocation sync that stopped.
+        f.keys_synced(Instant::now());
+        std::thread::sleep(Duration::from_millis(40));
+        f.synced(Instant::now());
+        assert!(matches!(f.check(), Err(Refusal::Stale { .. })));
+        f.keys_not_synced();
         assert!(f.check().is_ok());
         f.measured_skew(chrono::Duration::seconds(-7));
         assert!(matches!(f.check(), Err(Refusal::ClockSkew { .. })));

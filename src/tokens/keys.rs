@@ -463,8 +463,10 @@ pub async fn sync_forever(
     rotation_period: Option<Duration>,
     max_token_lifetime: Duration,
     publish_lead: Duration,
+    freshness: Arc<super::freshness::Freshness>,
 ) {
     if !store.is_managed() {
+        freshness.keys_not_synced();
         return;
     }
     let mut ticker = tokio::time::interval(interval);
@@ -480,6 +482,7 @@ pub async fn sync_forever(
             last_rotation_check = std::time::Instant::now();
         }
         let (m, c, s) = (manager.clone(), conn.take(), store.clone());
+        let started = std::time::Instant::now();
         let result = actix_web::rt::task::spawn_blocking(move || {
             let mut c = match c {
                 Some(c) => c,
@@ -517,6 +520,9 @@ pub async fn sync_forever(
         match result {
             Ok(Ok(c)) => {
                 conn = c;
+                // A key revoked elsewhere is enforced here as of this read: it counts for
+                // the staleness bound like a revocation sync.
+                freshness.keys_synced(started);
                 if failing {
                     log::info!("signing key sync recovered");
                     failing = false;
