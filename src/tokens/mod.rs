@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod freshness;
 pub mod kek;
 pub mod keys;
+pub mod polls;
 pub mod push;
 pub mod revocation;
 pub mod rules;

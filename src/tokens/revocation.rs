@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::claims::Claims;
 use super::freshness::Freshness;
+use super::polls::BoundedPolls;
 use super::push::Push;
 use super::rules::{Rule, RuleSet, Selector};
 use crate::db::models::RevocationRuleRow;
@@ -222,9 +223,9 @@ pub fn rule_from_row(row: RevocationRuleRow) -> Option<Rule> {
 /// it, so ids can go back, and "txid >= cursor" would skip revocations written with them.
 ///
 /// Each poll has a deadline: one
-/// that hangs (a frozen connection) counts as failed; a new poll on a new connection starts
-/// beside it once it is twice its deadline old (at most [`MAX_STUCK`] stuck at a time), and
-/// the connection's own deadlines (see [`crate::db::deadlines`]) usually end it within seconds.
+/// that hangs (a frozen connection) counts as failed and is set aside (see
+/// [`super::polls`]); the connection's own deadlines (see [`crate::db::deadlines`]) usually end
+/// it within seconds.
 /// A poll also measures the clock offset from the database.
 pub async fn sync_forever(
     manager: DbManager,
@@ -238,14 +239,7 @@ pub async fn sync_forever(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = (set.freshness.max_staleness() / 2).clamp(interval, Duration::from_secs(5));
     let mut conn: Option<DbConnection> = None;
-    // Polls that outlived their deadline, with when they started: their threads are stuck in
-    // a connection (a frozen path whose kernel still acknowledges can hold one for as long as
-    // it lasts). A new poll starts beside them once the newest is twice its deadline old, on
-    // a new connection, at most MAX_STUCK of them at a time.
-    let mut stuck: Vec<(
-        actix_web::rt::task::JoinHandle<PollOutcome>,
-        std::time::Instant,
-    )> = Vec::new();
+    let mut polls = BoundedPolls::default();
     // The cursor of the initial load holds until a read fails.
     let mut reload = false;
     let mut failing = false;
@@ -256,41 +250,21 @@ pub async fn sync_forever(
             _ = push.woken() => true,
             _ = ticker.tick() => false,
         };
-        // A poll that hung and has ended by now (its connection gave up) is forgotten.
-        stuck.retain(|(handle, _)| !handle.is_finished());
-        let wait = stuck
-            .last()
-            .is_some_and(|(_, since)| since.elapsed() < 2 * deadline)
-            || stuck.len() >= MAX_STUCK;
-        let outcome = match wait {
-            true => Err("the previous poll is still waiting for the database".to_owned()),
-            false => {
-                let (m, c) = (manager.clone(), conn.take());
-                let started = std::time::Instant::now();
-                let (read, limit) = if reload {
-                    // A full read of a large table takes longer than a poll.
-                    (Read::Everything { leeway }, deadline * 6)
-                } else {
-                    (Read::Since(cursor), deadline)
-                };
-                let mut handle =
-                    actix_web::rt::task::spawn_blocking(move || poll_once(&m, c, read));
-                match tokio::time::timeout(limit, &mut handle).await {
-                    Ok(Ok((c, Ok(polled)))) => {
-                        conn = c;
-                        Ok((started, polled))
-                    }
-                    Ok(Ok((_, Err(e)))) => Err(e),
-                    Ok(Err(e)) => Err(format!("the poll task failed: {e}")),
-                    Err(_) => {
-                        stuck.push((handle, started));
-                        Err(format!(
-                            "the database did not answer within {}s",
-                            limit.as_secs_f64()
-                        ))
-                    }
-                }
+        let (m, c) = (manager.clone(), conn.take());
+        let started = std::time::Instant::now();
+        let (read, limit) = if reload {
+            // A full read of a large table takes longer than a poll.
+            (Read::Everything { leeway }, deadline * 6)
+        } else {
+            (Read::Since(cursor), deadline)
+        };
+        let outcome = match polls.run(limit, move || poll_once(&m, c, read)).await {
+            Ok((c, Ok(polled))) => {
+                conn = c;
+                Ok((started, polled))
             }
+            Ok((_, Err(e))) => Err(e),
+            Err(failure) => Err(failure.to_string()),
         };
         match outcome {
             Ok((started, (rows, next, rules, skew))) => {
@@ -328,9 +302,6 @@ pub async fn sync_forever(
         }
     }
 }
-
-/// Stuck polls (threads) allowed at a time before the sync waits for one of them to end.
-const MAX_STUCK: usize = 4;
 
 /// New revocations, the cursor after them, the rules in force and the clock offset.
 type Polled = (
