@@ -84,7 +84,8 @@ try {
   page.once("dialog", (d) => d.accept());
   await userRow.getByRole("button", { name: `Disable user ${login}` }).click();
   await page.getByText(new RegExp(`Disable: ${login} \\(1 token`)).waitFor();
-  assert.match(await page.locator("tr", { hasText: login }).textContent(), /disabled/);
+  // The table reloads after the message: wait for the refreshed row rather than race it.
+  await page.locator("tr", { hasText: login }).filter({ hasText: "disabled" }).waitFor({ timeout: 5000 });
   const refused = await fetch(`${url}/auth/whoami`, { headers: { Authorization: `Bearer ${session.token}` } });
   assert.equal(refused.status, 401, "the disabled user's session is refused");
 
