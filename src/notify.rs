@@ -27,6 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::db::queries::clock;
 use crate::db::queries::notifications::{self, ABANDONED, PENDING};
 use crate::db::Pool;
 use crate::time;
@@ -156,7 +157,10 @@ fn deliver_due(
     hook: &ExpiryWebhook,
     agent: &ureq::Agent,
 ) -> Result<(), String> {
-    let now = time::now();
+    // Due times and leases are compared by every replica: the database's clock decides
+    // (a replica whose clock ran ahead would otherwise lease deliveries far into the future).
+    let now = time::from_db(clock::now(conn).map_err(|e| e.to_string())?);
+    let offset = now - chrono::Utc::now();
     let due = notifications::due(conn, time::to_db(now), 100).map_err(|e| e.to_string())?;
     for n in due {
         let lease =
@@ -187,7 +191,7 @@ fn deliver_due(
             Ok(res) => Err(format!("HTTP {}", res.status().as_u16())),
             Err(e) => Err(e.to_string()),
         };
-        let done = time::now();
+        let done = chrono::Utc::now() + offset;
         match outcome {
             Ok(()) => {
                 notifications::mark_sent(conn, n.id, attempts, time::to_db(done))
