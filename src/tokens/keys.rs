@@ -161,7 +161,7 @@ impl KeyStore {
                         }
                         Ok(key_queries::verifying(conn, EDDSA)?)
                     })?;
-                let keys = build(&rows, &kek, time::now())?;
+                let keys = build(&rows, &kek, chrono::Utc::now())?;
                 Ok(KeyStore {
                     current: ArcSwap::from_pointee(keys),
                     kek: Some(kek),
@@ -175,7 +175,8 @@ impl KeyStore {
         let Some(kek) = &self.kek else {
             return Ok(false);
         };
-        let now = time::now();
+        // Full precision: retirement times come from the database's clock, to the microsecond.
+        let now = chrono::Utc::now();
         let rows: Vec<SigningKeyRow> = key_queries::verifying(conn, EDDSA)?
             .into_iter()
             .filter(|r| usable(r, now))
