@@ -33,6 +33,15 @@ async fn ready(app: &TestApp) -> (StatusCode, Value, Duration) {
     (status, body, started.elapsed())
 }
 
+/// Waits until `/ready` on `app` answers 200 again; panics after `limit`.
+async fn ready_again(app: &TestApp, limit: Duration) {
+    let started = Instant::now();
+    while ready(app).await.0 != StatusCode::OK {
+        assert!(started.elapsed() < limit, "not ready again after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Revokes a token through the healthy replica while the other is cut off (`fault`), and
 /// measures how long the cut-off one still accepted it. Returns that time.
 async fn cut_off_replica_refuses_within_the_bound(fault: Mode) -> Duration {
@@ -105,14 +114,7 @@ async fn cut_off_replica_refuses_within_the_bound(fault: Mode) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let started = Instant::now();
-    while ready(&cut).await.0 != StatusCode::OK {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not ready again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ready_again(&cut, Duration::from_secs(10)).await;
     eprintln!(
         "{fault:?}: the cut-off replica accepted the revoked token for {last_accepted:?} (bound {BOUND:?}), recovered in {:?}",
         back.elapsed()
@@ -161,11 +163,7 @@ async fn writes_to_an_unreachable_database_answer_503_in_bounded_time() {
         assert!(took < Duration::from_secs(9), "{fault:?}: took {took:?}");
         eprintln!("{fault:?}: a write answered 503 after {took:?}");
         proxy.set(Mode::Pass);
-        let back = Instant::now();
-        while ready(&cut).await.0 != StatusCode::OK {
-            assert!(back.elapsed() < Duration::from_secs(15), "not ready again");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        ready_again(&cut, Duration::from_secs(15)).await;
     }
     // Nothing was half-written: the refused creates left no account behind.
     let (status, list) = healthy
