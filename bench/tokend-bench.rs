@@ -142,6 +142,7 @@ fn mint(count: usize, scope: &str, args: SettingsArgs) -> Result<(), String> {
             name: &name,
             scope,
             metadata: &metadata,
+            act: None,
         };
         let minted = opened
             .tokens
@@ -238,6 +239,7 @@ fn service_verify_per_s(threads: usize, keys: KeySet) -> f64 {
                         name: &name,
                         scope: Scope::Sensor,
                         metadata: &metadata,
+                        act: None,
                     };
                     service
                         .mint(&subject, Duration::from_secs(86_400), tokend::time::now())

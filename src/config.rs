@@ -241,6 +241,68 @@ pub struct Settings {
     /// How long verifiers may cache the JWKS (`Cache-Control: max-age`). A published next
     /// key only starts signing once it has been published at least this long.
     pub jwks_max_age: Duration,
+    /// The OAuth 2.0 endpoints' settings.
+    pub oauth: OAuthSettings,
+}
+
+/// The OAuth 2.0 endpoints' settings (`/oauth2/*`, the server metadata).
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    /// The URL clients reach tokend at (`TOKEND_PUBLIC_URL`, e.g. `https://tokend.example`),
+    /// for the endpoint URLs of the server metadata. `None`: taken from each request.
+    pub public_url: Option<String>,
+    /// Which scope may exchange for which other (`TOKEND_TOKEN_EXCHANGE`).
+    pub exchange: ExchangePolicy,
+}
+
+/// Who may exchange a token for one of another scope (RFC 8693). Exchanging for the same scope
+/// (a shorter life) is always allowed; across scopes only the listed pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangePolicy(Vec<(Scope, Scope)>);
+
+impl ExchangePolicy {
+    /// The default: a sensor may mint execution tokens (the executor's job).
+    pub const DEFAULT: &'static str = "sensor>execution";
+
+    /// `sensor>execution, admin>execution`: comma list of `from>to` scope pairs; "" allows
+    /// no exchange across scopes.
+    pub fn parse(raw: &str) -> Result<ExchangePolicy, String> {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| {
+                let (from, to) = pair.split_once('>').ok_or_else(|| {
+                    format!("'{pair}' is not a from>to pair such as sensor>execution")
+                })?;
+                let scope = |s: &str| Scope::parse(s).map_err(|e| e.message().to_owned());
+                Ok((scope(from)?, scope(to)?))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(ExchangePolicy)
+    }
+
+    /// Whether a token of scope `from` may be exchanged for one of scope `to`.
+    pub fn allows(&self, from: Scope, to: Scope) -> bool {
+        from == to || self.0.contains(&(from, to))
+    }
+
+    /// The scopes a `from` token may be exchanged for, itself first.
+    pub fn targets(&self, from: Scope) -> Vec<Scope> {
+        let mut out = vec![from];
+        out.extend(
+            self.0
+                .iter()
+                .filter(|(f, t)| *f == from && *t != from)
+                .map(|(_, t)| *t),
+        );
+        out
+    }
+}
+
+impl Default for ExchangePolicy {
+    fn default() -> Self {
+        ExchangePolicy(vec![(Scope::Sensor, Scope::Execution)])
+    }
 }
 
 /// argon2id parameters. The defaults are the argon2 crate's recommendation
@@ -299,6 +361,7 @@ impl Settings {
             expiry_webhook: None,
             key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
             jwks_max_age: Duration::from_secs(300),
+            oauth: OAuthSettings::default(),
         }
     }
 
@@ -494,6 +557,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TOKEND_WORKERS")]
     pub workers: Option<usize>,
 
+    /// The URL clients reach tokend at (e.g. https://tokend.example.com), for the endpoint
+    /// URLs in the OAuth 2.0 server metadata. Default: taken from each request's Host.
+    #[arg(long, env = "TOKEND_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Which token scopes may be exchanged for which others at /oauth2/token (RFC 8693):
+    /// comma list of from>to pairs; "" allows only same-scope exchanges.
+    #[arg(long, env = "TOKEND_TOKEN_EXCHANGE", default_value = ExchangePolicy::DEFAULT)]
+    pub token_exchange: String,
+
     /// Proxies whose forwarding headers (X-Forwarded-For, X-Real-IP, X-Forwarded-Uri,
     /// X-Original-URI, X-Forwarded-Prefix, Forwarded) count: comma list of CIDRs; "" trusts none.
     #[arg(long, env = "TOKEND_TRUSTED_PROXIES", default_value = TrustedProxies::DEFAULT)]
@@ -511,6 +584,12 @@ impl ServeArgs {
     pub fn apply(self, settings: &mut Settings) -> Result<(), String> {
         settings.listen = self.listen;
         settings.workers = self.workers;
+        settings.oauth.public_url = match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => Some(public_url(url)?),
+        };
+        settings.oauth.exchange = ExchangePolicy::parse(&self.token_exchange)
+            .map_err(|e| format!("TOKEND_TOKEN_EXCHANGE: {e}"))?;
         settings.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("TOKEND_TRUSTED_PROXIES: {e}"))?;
         settings.database_listen_url = match self.database_listen_url.as_deref().map(str::trim) {
@@ -782,6 +861,24 @@ pub fn keep_private(path: &Path, create: bool) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = (path, create);
     Ok(())
+}
+
+/// `TOKEND_PUBLIC_URL`: an absolute http(s) URL without query or fragment; a trailing slash
+/// is dropped.
+fn public_url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("TOKEND_PUBLIC_URL must start with https:// or http://, got '{raw}'")
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || raw.contains(['?', '#', ' ']) || raw.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "TOKEND_PUBLIC_URL must be a URL such as https://tokend.example.com, got '{raw}'"
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 #[cfg(test)]

@@ -54,6 +54,14 @@ use crate::scope::{rules, Scope, ScopePolicy};
         crate::routes::keys::list,
         crate::routes::keys::rotate,
         crate::routes::keys::revoke,
+        crate::routes::oauth::token,
+        crate::routes::oauth::revoke,
+        crate::routes::oauth::introspect,
+        crate::routes::oauth::metadata,
+        crate::routes::oauth::openid_configuration,
+        crate::routes::client_secrets::create,
+        crate::routes::client_secrets::list,
+        crate::routes::client_secrets::revoke,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -64,6 +72,7 @@ use crate::scope::{rules, Scope, ScopePolicy};
         (name = "revocation", description = "Revoke every token matching a selector"),
         (name = "audit", description = "The trail of every change to a credential"),
         (name = "keys", description = "Public keys for offline verification"),
+        (name = "oauth2", description = "OAuth 2.0 for stock clients: token endpoint, revocation, introspection, server metadata, client credentials. Errors here are RFC 6749's `{error, error_description}`"),
         (name = "admin", description = "Maintenance"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -78,6 +87,10 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        components.add_security_scheme(
+            "client_secret_basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
     }
 }
 

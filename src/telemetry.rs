@@ -13,6 +13,9 @@
 //!   accounts of the scope; `+Inf` when there is none), `revocation_sync_age_seconds` (since
 //!   the last completed revocation sync), `clock_skew_seconds` (database clock minus this
 //!   host's);
+//! - OAuth 2.0: `oauth_token_requests_total{grant_type,outcome}` (`grant_type`:
+//!   `client_credentials`, `token_exchange`, `jwt_bearer`, `unsupported`; `outcome`: `ok` or
+//!   the RFC 6749 error code);
 //! - revocation push (PostgreSQL): `revocation_push_notifications_total` (notifications heard),
 //!   `revocation_push_active` (1 while the listener hears them, 0 while revocations of other
 //!   replicas arrive by the poll alone; absent on SQLite).
@@ -69,6 +72,7 @@ pub fn install() {
                         .map(|outcome| counter!("tokend_verifications_total", "outcome" => outcome))
                 });
                 describe_push();
+                describe_oauth();
                 Some(handle)
             }
             Ok(Err(e)) => {
@@ -298,4 +302,49 @@ pub fn push_notification() {
 /// Whether revocation push works on this replica.
 pub fn push_active(active: bool) {
     gauge!("tokend_revocation_push_active").set(if active { 1.0 } else { 0.0 });
+}
+
+/// The `grant_type` labels of `tokend_oauth_token_requests_total`.
+pub const OAUTH_GRANTS: [&str; 4] = [
+    "client_credentials",
+    "token_exchange",
+    "jwt_bearer",
+    "unsupported",
+];
+
+/// The `outcome` labels of `tokend_oauth_token_requests_total`: `ok` or an RFC 6749 error.
+pub const OAUTH_OUTCOMES: [&str; 12] = [
+    "ok",
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+    "unsupported_token_type",
+    "slow_down",
+    "temporarily_unavailable",
+    "server_error",
+];
+
+/// Help texts of the OAuth metrics, every series at zero from the start (alerts on a rate
+/// must not wait for the first event after a restart).
+fn describe_oauth() {
+    describe_counter!(
+        "tokend_oauth_token_requests_total",
+        "Requests to POST /oauth2/token by grant type and outcome (ok or the RFC 6749 error)"
+    );
+    for grant in OAUTH_GRANTS {
+        for outcome in OAUTH_OUTCOMES {
+            counter!("tokend_oauth_token_requests_total", "grant_type" => grant, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+}
+
+/// A token endpoint request ended (`outcome`: `ok` or the error code).
+pub fn oauth_token(grant_type: &'static str, outcome: &'static str) {
+    counter!("tokend_oauth_token_requests_total", "grant_type" => grant_type, "outcome" => outcome)
+        .increment(1);
 }

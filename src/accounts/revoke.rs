@@ -125,9 +125,18 @@ pub fn revoke_families(
 ) -> Result<Vec<(Uuid, DateTime<Utc>)>, ApiError> {
     let cutoff = time::to_db(now - chrono::Duration::from_std(leeway).unwrap_or_default());
     let mut revoked = Vec::new();
-    for family in families {
-        let relatives = token_rows::live_of_family(conn, family, cutoff)?;
+    let mut pending: Vec<String> = families.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(family) = pending.pop() {
+        if !seen.insert(family.clone()) {
+            continue;
+        }
+        let relatives = token_rows::live_of_family(conn, &family, cutoff)?;
         revoked.extend(revoke_rows(conn, &relatives, now, reason, actor)?);
+        // Tokens exchanged from any of them (RFC 8693) go too, with whatever they begot.
+        for child in token_rows::live_exchanged_from_family(conn, &family, cutoff)? {
+            pending.push(child.family_id.clone().unwrap_or(child.jti));
+        }
     }
     Ok(revoked)
 }

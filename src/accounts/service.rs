@@ -80,6 +80,7 @@ pub fn create(
             name: new.name.as_str(),
             scope: new.scope,
             metadata: new.metadata.as_map(),
+            act: None,
         };
         let token = issue_in_transaction(conn, tokens, &subject, new.ttl, now, actor)?;
         let row = identities::find(conn, id)?
@@ -123,6 +124,7 @@ pub fn issue_token(
             name: &account.name,
             scope: account.scope,
             metadata: &account.metadata,
+            act: None,
         };
         let token = issue_in_transaction(conn, tokens, &subject, ttl, now, actor)?;
         let row = find_account_row(conn, identity_id)?.ok_or_else(|| not_found(identity_id))?;
@@ -142,7 +144,7 @@ pub fn issue_in_transaction(
     now: DateTime<Utc>,
     actor: &Actor,
 ) -> Result<MintedToken, ApiError> {
-    issue_with_lineage(conn, tokens, subject, ttl, now, actor, None)
+    issue_with_lineage(conn, tokens, subject, ttl, now, actor, Lineage::First, None)
 }
 
 /// [`issue_in_transaction`] for a token refreshed from `parent`: it joins the parent's
@@ -156,9 +158,56 @@ pub fn issue_refreshed(
     actor: &Actor,
     parent: &IssuedTokenRow,
 ) -> Result<MintedToken, ApiError> {
-    issue_with_lineage(conn, tokens, subject, ttl, now, actor, Some(parent))
+    issue_with_lineage(
+        conn,
+        tokens,
+        subject,
+        ttl,
+        now,
+        actor,
+        Lineage::Refreshed(parent),
+        None,
+    )
 }
 
+/// Where a new token comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Lineage<'a> {
+    /// A first token: it founds a family.
+    First,
+    /// Refreshed from this token: it joins its family.
+    Refreshed(&'a IssuedTokenRow),
+    /// Exchanged for this token (RFC 8693): a family of its own that names this token as its
+    /// parent, so a refresh of the parent with `revoke_current` leaves it alone while revoking
+    /// the parent's family, or its account, takes it too.
+    Exchanged(&'a IssuedTokenRow),
+}
+
+/// [`issue_in_transaction`] for an OAuth 2.0 grant: the audit event names the grant type.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_granted(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    subject: &TokenSubject<'_>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    lineage: Lineage<'_>,
+    grant_type: &str,
+) -> Result<MintedToken, ApiError> {
+    issue_with_lineage(
+        conn,
+        tokens,
+        subject,
+        ttl,
+        now,
+        actor,
+        lineage,
+        Some(grant_type),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn issue_with_lineage(
     conn: &mut DbConnection,
     tokens: &TokenService,
@@ -166,8 +215,13 @@ fn issue_with_lineage(
     ttl: Duration,
     now: DateTime<Utc>,
     actor: &Actor,
-    parent: Option<&IssuedTokenRow>,
+    lineage: Lineage<'_>,
+    grant_type: Option<&str>,
 ) -> Result<MintedToken, ApiError> {
+    let parent = match lineage {
+        Lineage::First => None,
+        Lineage::Refreshed(p) | Lineage::Exchanged(p) => Some(p),
+    };
     let minted = tokens
         .mint(subject, ttl, now)
         .map_err(|e| ApiError::internal("signing a token", &e))?;
@@ -195,15 +249,23 @@ fn issue_with_lineage(
             revoked_at: None,
             // A first token starts its family; a refreshed one joins its parent's (a token
             // issued before families were recorded founds one under its own id).
-            family_id: Some(
-                parent
-                    .map(|p| p.family_id.clone().unwrap_or_else(|| p.jti.clone()))
-                    .unwrap_or_else(|| minted.jti.to_string()),
-            ),
+            family_id: Some(match lineage {
+                Lineage::Refreshed(p) => p.family_id.clone().unwrap_or_else(|| p.jti.clone()),
+                Lineage::First | Lineage::Exchanged(_) => minted.jti.to_string(),
+            }),
             parent_jti: parent.map(|p| p.jti.clone()),
         },
     )?;
     identities::extend_expiry(conn, subject.identity_id, time::to_db(minted.expires_at))?;
+    let mut detail = json!({
+        "parent_token_id": parent.map(|p| p.jti.as_str()),
+        "scope": subject.scope.as_str(),
+        "expires_at": time::format(&minted.expires_at),
+        "fingerprint": minted.fingerprint,
+    });
+    if let Some(grant_type) = grant_type {
+        detail["grant_type"] = json!(grant_type);
+    }
     record(
         conn,
         actor,
@@ -211,12 +273,7 @@ fn issue_with_lineage(
         Some(subject.identity_id),
         Some(&minted.jti.to_string()),
         None,
-        json!({
-            "parent_token_id": parent.map(|p| p.jti.as_str()),
-            "scope": subject.scope.as_str(),
-            "expires_at": time::format(&minted.expires_at),
-            "fingerprint": minted.fingerprint,
-        }),
+        detail,
     )?;
     Ok(minted)
 }

@@ -124,6 +124,7 @@ pub fn complete_login(
             name: &user.login,
             scope: Scope::Cli,
             metadata: &metadata,
+            act: None,
         };
         let token = issue_in_transaction(conn, tokens, &subject, ttl, now, &actor)?;
         record(
@@ -169,6 +170,11 @@ pub fn refresh(
     revoke_current: bool,
     actor: &Actor,
 ) -> Result<Refreshed, ApiError> {
+    if claims.act.is_some() {
+        return Err(ApiError::insufficient_scope(
+            "a token obtained by token exchange cannot be refreshed: it never outlives the token              it was exchanged for; exchange that token again",
+        ));
+    }
     if !matches!(claims.scope, Scope::Sensor | Scope::Cli) {
         return Err(ApiError::insufficient_scope(format!(
             "only sensor and cli tokens can be refreshed; ask for a new {} token instead",
@@ -244,6 +250,7 @@ pub fn refresh(
             name: &name,
             scope: claims.scope,
             metadata: &metadata,
+            act: None,
         };
         let token = issue_refreshed(conn, tokens, &subject, ttl, now, actor, &current)?;
         let mut gone = Vec::new();

@@ -7,6 +7,7 @@ mod check;
 mod people;
 mod remote;
 mod sa;
+mod secrets;
 
 pub use remote::RemoteArgs;
 pub use sa::SaCommand;

@@ -1,4 +1,4 @@
-//! `tokend sa create|list|show|revoke|rotate`: the service-account API from the command
+//! `tokend sa create|list|show|revoke|rotate|secret`: the service-account API from the command
 //! line. Human output by default, `--json` for machines. Exit codes: 0 done, 1 the server
 //! refused (the message says why), 2 could not ask (no token, unreachable, server error).
 
@@ -112,6 +112,11 @@ pub enum SaCommand {
         #[arg(long)]
         json: bool,
     },
+    /// OAuth 2.0 client secrets of an account: create, list, revoke.
+    Secret {
+        #[command(subcommand)]
+        command: super::secrets::SecretCommand,
+    },
     /// Rotate: create a new account with the same name, scope, description and metadata,
     /// then revoke the old one ("Token rotation"). Prints the new token.
     Rotate {
@@ -134,6 +139,7 @@ pub enum SaCommand {
 pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
     let api = remote.client()?;
     match command {
+        SaCommand::Secret { command } => super::secrets::run(&api, command),
         SaCommand::Create {
             name,
             scope,

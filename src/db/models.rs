@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_event, identity, issued_token, revocation_rule, signing_key, token_revocation,
+    audit_event, identity, issued_token, oauth_client_key, oauth_client_secret, revocation_rule,
+    signing_key, token_revocation,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -150,4 +151,28 @@ pub struct NewRevocationRule {
     pub created_by: Option<i64>,
     pub reason: Option<String>,
     pub matched: i64,
+}
+
+/// A client secret of a service account: only its SHA-256 is kept.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_client_secret)]
+pub struct ClientSecretRow {
+    pub secret_id: String,
+    pub identity_id: i64,
+    /// Lowercase hex SHA-256 of the secret.
+    pub secret_hash: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub created_by: Option<i64>,
+}
+
+/// The public keys a service account signs client assertions with (one of the two is set).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_client_key)]
+pub struct ClientKeyRow {
+    pub identity_id: i64,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub updated_at: NaiveDateTime,
 }

@@ -119,6 +119,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_client_secret (secret_id) {
+        secret_id -> Text,
+        identity_id -> BigInt,
+        secret_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        created_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oauth_client_key (identity_id) {
+        identity_id -> BigInt,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(issued_token -> identity (identity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -130,4 +151,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     worker_lease,
     expiry_notification,
     revocation_rule,
+    oauth_client_secret,
+    oauth_client_key,
 );

@@ -97,6 +97,25 @@ pub struct IntrospectResponse {
     pub token_type: Option<&'static str>,
 }
 
+impl IntrospectResponse {
+    /// The answer for a token that is good here and now.
+    pub fn active(c: &crate::tokens::Claims) -> IntrospectResponse {
+        IntrospectResponse {
+            active: true,
+            scope: Some(c.scope),
+            sub: Some(c.sub.clone()),
+            exp: Some(c.exp),
+            iat: Some(c.iat),
+            nbf: Some(c.nbf),
+            jti: Some(c.jti),
+            iss: Some(c.iss.clone()),
+            aud: Some(c.aud.clone()),
+            identity_id: Some(c.identity_id),
+            token_type: Some("Bearer"),
+        }
+    }
+}
+
 /// Token introspection (RFC 7662) for gateways and tools; needs an admin or viewer bearer.
 #[utoipa::path(post, path = "/auth/introspect", tag = "auth",
     security(("bearer" = [])),
@@ -117,19 +136,7 @@ pub async fn introspect(
     body: IntrospectRequest,
 ) -> Result<HttpResponse, ApiError> {
     let answer = match state.tokens.verify(body.token.trim()) {
-        Ok(c) => IntrospectResponse {
-            active: true,
-            scope: Some(c.scope),
-            sub: Some(c.sub.clone()),
-            exp: Some(c.exp),
-            iat: Some(c.iat),
-            nbf: Some(c.nbf),
-            jti: Some(c.jti),
-            iss: Some(c.iss.clone()),
-            aud: Some(c.aud.clone()),
-            identity_id: Some(c.identity_id),
-            token_type: Some("Bearer"),
-        },
+        Ok(c) => IntrospectResponse::active(&c),
         // Not knowing is not "inactive": the caller must not cache a wrong answer.
         Err(crate::tokens::TokenError::Unavailable(why)) => {
             return Err(crate::tokens::TokenError::Unavailable(why).into())

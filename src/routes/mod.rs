@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod client_secrets;
 pub mod docs;
 pub mod extract;
 pub mod forwarded;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod introspect;
 pub mod keys;
 pub mod metrics;
+pub mod oauth;
 pub mod revocations;
 pub mod service_accounts;
 pub mod session;
@@ -98,6 +100,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/audit", "GET").route(web::get().to(audit::list)))
         .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
+        .service(resource("/oauth2/token", "POST").route(web::post().to(oauth::token)))
+        .service(resource("/oauth2/revoke", "POST").route(web::post().to(oauth::revoke)))
+        .service(resource("/oauth2/introspect", "POST").route(web::post().to(oauth::introspect)))
+        .service(
+            resource("/.well-known/oauth-authorization-server", "GET")
+                .route(web::get().to(oauth::metadata)),
+        )
+        .service(
+            resource("/.well-known/openid-configuration", "GET")
+                .route(web::get().to(oauth::openid_configuration)),
+        )
+        .service(
+            resource("/service-accounts/{id}/client-secrets", "GET, POST")
+                .route(web::get().to(client_secrets::list))
+                .route(web::post().to(client_secrets::create)),
+        )
+        .service(
+            resource(
+                "/service-accounts/{id}/client-secrets/{secret_id}",
+                "DELETE",
+            )
+            .route(web::delete().to(client_secrets::revoke)),
+        )
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
         .service(resource("/docs", "GET").route(web::get().to(docs::page)))
         .service(resource("/ui", "GET").route(web::get().to(ui::index)))

@@ -239,7 +239,7 @@ pub struct RevokeRequest {
 }
 
 impl RevokeRequest {
-    fn reason(&self) -> Result<Option<Reason>, ApiError> {
+    pub(super) fn reason(&self) -> Result<Option<Reason>, ApiError> {
         Ok(self
             .reason
             .as_deref()
@@ -275,7 +275,7 @@ pub struct TokenRevokedResponse {
     pub already_revoked: bool,
 }
 
-fn account_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn account_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         ApiError::not_found(format!(
             "no service account with id '{}'; ids are positive integers",

@@ -40,6 +40,10 @@ pub struct Claims {
     pub identity_type: IdentityType,
     pub scope: Scope,
     pub metadata: Map<String, Value>,
+    /// RFC 8693 §4.1: for a token obtained by token exchange, the token it was exchanged for
+    /// (`sub`, `identity_id`, `token_id`, and that token's own `act` if it had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Map<String, Value>>,
     /// The signing key (from the header, not a claim): revocation rules may select by it.
     #[serde(skip)]
     pub kid: String,

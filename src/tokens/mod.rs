@@ -68,6 +68,8 @@ pub struct TokenSubject<'a> {
     pub name: &'a str,
     pub scope: Scope,
     pub metadata: &'a Map<String, Value>,
+    /// The `act` claim (token exchange only).
+    pub act: Option<&'a Map<String, Value>>,
 }
 
 /// A freshly signed token. The token itself is shown once and never stored.
@@ -216,6 +218,7 @@ impl TokenService {
             identity_type: subject.identity_type,
             scope: subject.scope,
             metadata: subject.metadata.clone(),
+            act: subject.act.cloned(),
             kid: keys.signing_kid().to_owned(),
         };
         let mut header = Header::new(keys.algorithm());
@@ -469,6 +472,7 @@ mod tests {
             name: "sensor:cache",
             scope: Scope::Cli,
             metadata: &metadata,
+            act: None,
         };
         tokens.mint(&subject, ttl, now).unwrap()
     }

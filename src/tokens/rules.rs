@@ -160,6 +160,7 @@ mod tests {
             identity_type: IdentityType::ServiceAccount,
             scope,
             metadata: Map::new(),
+            act: None,
             kid: "k1".into(),
         }
     }

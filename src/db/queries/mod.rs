@@ -1,6 +1,7 @@
 //! Queries, grouped by table. Every function takes a connection and runs synchronously.
 
 pub mod audit;
+pub mod client_secrets;
 pub mod clock;
 pub mod identities;
 pub mod keys;

@@ -86,6 +86,38 @@ pub fn live_of_family(
         .load(conn)
 }
 
+/// Live tokens obtained by token exchange from any token of a family (they found families of
+/// their own, so a refresh's `revoke_current` does not take them, but revoking the family does).
+pub fn live_exchanged_from_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    cutoff: NaiveDateTime,
+) -> QueryResult<Vec<IssuedTokenRow>> {
+    // Every member of the family, revoked or not: an exchanged token outlives its parent's
+    // routine rotation.
+    let members: Vec<String> = issued_token::table
+        .filter(
+            issued_token::family_id
+                .eq(family_id)
+                .or(issued_token::jti.eq(family_id)),
+        )
+        .select(issued_token::jti)
+        .load(conn)?;
+    let mut out = Vec::new();
+    for chunk in members.chunks(500) {
+        out.extend(
+            issued_token::table
+                .filter(issued_token::parent_jti.eq_any(chunk))
+                .filter(issued_token::family_id.ne(family_id))
+                .filter(issued_token::revoked_at.is_null())
+                .filter(issued_token::expires_at.gt(cutoff))
+                .select(IssuedTokenRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// Marks the given tokens revoked (those not revoked already). Returns how many changed.
 pub fn mark_revoked(
     conn: &mut DbConnection,

@@ -1,0 +1,389 @@
+//! The grants behind `POST /oauth2/token`: one function per grant type, each one transaction
+//! that checks the client or subject and issues an ordinary tokend token.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::clients::AuthenticatedClient;
+use super::error::{OAuthCode, OAuthError};
+use super::form::Form;
+use crate::accounts::service::{issue_granted, Lineage};
+use crate::audit::Actor;
+use crate::config::Settings;
+use crate::db::queries::identities::{self, SERVICE_ACCOUNT, USER};
+use crate::db::queries::tokens as token_rows;
+use crate::db::{write_transaction, DbConnection};
+use crate::error::ApiError;
+use crate::scope::{RequestedTtl, Scope, TtlFields, ValidMetadata};
+use crate::time;
+use crate::tokens::{Claims, IdentityType, TokenError, TokenService, TokenSubject};
+
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// RFC 8693 §3 token types tokend reads and writes (its tokens are JWT access tokens).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The grant types this server supports, as the metadata lists them.
+pub const SUPPORTED: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
+
+/// A check of the request's client credentials, run inside the grant's transaction.
+pub type Authenticate =
+    Box<dyn FnOnce(&mut DbConnection) -> Result<AuthenticatedClient, OAuthError> + Send>;
+
+/// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9…", "token_type": "Bearer", "expires_in": 259200, "scope": "sensor"}))]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+    /// The tokend scope of the token.
+    pub scope: String,
+    /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token` or `…:jwt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+}
+
+/// A grant's result, for the response, the log and the metrics.
+pub struct Granted {
+    pub response: TokenResponse,
+    pub identity_id: i64,
+    pub token_id: uuid::Uuid,
+    pub scope: Scope,
+}
+
+/// The optional `ttl_seconds` extension, as a TTL request checked against the scope's bounds.
+fn requested_ttl(form: &Form) -> Result<Option<RequestedTtl>, OAuthError> {
+    let Some(secs) = form.positive_int("ttl_seconds")? else {
+        return Ok(None);
+    };
+    Ok(RequestedTtl::from_fields(&TtlFields {
+        ttl_seconds: Some(Value::from(secs)),
+        ..TtlFields::default()
+    })?)
+}
+
+/// The `scope` parameter as one tokend scope: space-separated values (RFC 6749 §3.3) that
+/// all name the same scope.
+fn requested_scope(form: &Form) -> Result<Option<Scope>, OAuthError> {
+    let Some(raw) = form.get("scope") else {
+        return Ok(None);
+    };
+    let mut scope = None;
+    for item in raw.split(' ').filter(|s| !s.is_empty()) {
+        let parsed = Scope::parse(item)
+            .map_err(|e| OAuthError::new(OAuthCode::InvalidScope, e.message().to_owned()))?;
+        if scope.is_some_and(|s| s != parsed) {
+            return Err(OAuthError::new(
+                OAuthCode::InvalidScope,
+                "a tokend token has exactly one scope; ask for one",
+            ));
+        }
+        scope = Some(parsed);
+    }
+    Ok(scope)
+}
+
+fn response(
+    granted: crate::tokens::MintedToken,
+    scope: Scope,
+    exchange: Option<&'static str>,
+) -> TokenResponse {
+    TokenResponse {
+        expires_in: (granted.expires_at - Utc::now()).num_seconds().max(0),
+        access_token: granted.token,
+        token_type: "Bearer",
+        scope: scope.as_str().to_owned(),
+        issued_token_type: exchange,
+    }
+}
+
+/// `client_credentials` (RFC 6749 §4.4): a token of the client's own service account, its
+/// scope and metadata, the scope's default lifetime (or `ttl_seconds` within its bounds).
+/// `scope`, when given, must be the account's: it can narrow nothing further, and never widens.
+pub fn client_credentials(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    settings: &Settings,
+    authenticate: impl FnOnce(&mut DbConnection) -> Result<AuthenticatedClient, OAuthError>,
+    form: &Form,
+    remote_addr: Option<String>,
+) -> Result<Granted, OAuthError> {
+    let asked = requested_scope(form)?;
+    let ttl = requested_ttl(form)?;
+    write_transaction(conn, |conn| {
+        let client = authenticate(conn)?;
+        let account = &client.account;
+        let id = account.identity_id;
+        let now = time::now();
+        // Row lock: a concurrent revocation of the account waits for this token, or this
+        // grant sees it revoked.
+        if identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
+            return Err(OAuthError::invalid_client(format!(
+                "service account {id} is revoked; its client credentials no longer work"
+            )));
+        }
+        if let Some(scope) = asked {
+            if scope != account.scope {
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidScope,
+                    format!(
+                        "client {} may only obtain {} tokens (its service account's scope), not {scope}",
+                        client.client_id, account.scope
+                    ),
+                ));
+            }
+        }
+        let ttl = settings.scopes.resolve(account.scope, ttl.clone())?;
+        let subject = TokenSubject {
+            identity_id: id,
+            identity_type: IdentityType::ServiceAccount,
+            name: &account.name,
+            scope: account.scope,
+            metadata: &account.metadata,
+            act: None,
+        };
+        let actor = Actor {
+            identity_id: Some(id),
+            remote_addr: remote_addr.clone(),
+        };
+        let minted = issue_granted(
+            conn,
+            tokens,
+            &subject,
+            ttl,
+            now,
+            &actor,
+            Lineage::First,
+            CLIENT_CREDENTIALS,
+        )?;
+        Ok(Granted {
+            token_id: minted.jti,
+            identity_id: id,
+            scope: account.scope,
+            response: response(minted, account.scope, None),
+        })
+    })
+}
+
+/// The metadata of an exchanged token: the subject's own for the same scope; for another
+/// scope, built from the request (`execution_id`, `action_ref`, `workflow_id`, or `metadata`
+/// as a JSON object) and checked like any new token's.
+fn exchanged_metadata(
+    form: &Form,
+    subject: &Claims,
+    target: Scope,
+) -> Result<ValidMetadata, OAuthError> {
+    let fields = ["execution_id", "action_ref", "workflow_id", "metadata"];
+    let given: Vec<&str> = fields
+        .into_iter()
+        .filter(|f| form.get(f).is_some())
+        .collect();
+    if target == subject.scope {
+        if let Some(field) = given.first() {
+            return Err(OAuthError::invalid_request(format!(
+                "{field} applies only when exchanging for another scope; a {target} token exchanged for a {target} token keeps its metadata"
+            )));
+        }
+        return Ok(ValidMetadata::parse(
+            target,
+            Some(Value::Object(subject.metadata.clone())),
+        )?);
+    }
+    let mut map = match form.get("metadata") {
+        None => Map::new(),
+        Some(raw) => match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "metadata must be a JSON object, e.g. {\"execution_id\": 4711}",
+                ))
+            }
+        },
+    };
+    for field in ["execution_id", "workflow_id"] {
+        if let Some(raw) = form.get(field) {
+            let n: i64 = raw
+                .parse()
+                .map_err(|_| OAuthError::invalid_request(format!("{field} must be an integer")))?;
+            map.insert(field.into(), json!(n));
+        }
+    }
+    if let Some(action) = form.get("action_ref") {
+        map.insert("action_ref".into(), json!(action));
+    }
+    Ok(ValidMetadata::parse(target, Some(Value::Object(map)))?)
+}
+
+/// Token exchange (RFC 8693): a valid tokend token (`subject_token`) for a narrower one — the
+/// same scope with a shorter life, or another scope the policy (`TOKEND_TOKEN_EXCHANGE`)
+/// allows, e.g. a sensor's token for an `execution` token of one execution. The new token
+/// belongs to the subject's account (so it dies with it), never outlives the subject token,
+/// carries `act` naming it, and is revoked with the subject token's family. Client
+/// authentication is optional; when sent it must be valid.
+pub fn token_exchange(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    settings: &Settings,
+    authenticate: Option<Authenticate>,
+    form: &Form,
+    remote_addr: Option<String>,
+) -> Result<Granted, OAuthError> {
+    let subject_token = form.require("subject_token")?;
+    match form.require("subject_token_type")? {
+        ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE => {}
+        other => {
+            return Err(OAuthError::new(
+                OAuthCode::InvalidRequest,
+                format!(
+                    "subject_token_type {other:?} is not one tokend issues; use {ACCESS_TOKEN_TYPE}"
+                ),
+            ))
+        }
+    }
+    let issued_type = match form.get("requested_token_type") {
+        None | Some(ACCESS_TOKEN_TYPE) => ACCESS_TOKEN_TYPE,
+        Some(JWT_TOKEN_TYPE) => JWT_TOKEN_TYPE,
+        Some(other) => {
+            return Err(OAuthError::new(
+                OAuthCode::InvalidRequest,
+                format!("requested_token_type {other:?} is not supported; tokend issues {ACCESS_TOKEN_TYPE}"),
+            ))
+        }
+    };
+    form.refuse(
+        "actor_token",
+        "tokend exchanges a token for a narrower one of the same holder",
+    )?;
+    form.refuse("actor_token_type", "there is no actor_token")?;
+    for target in ["audience", "resource"] {
+        if let Some(value) = form.get(target) {
+            if value != settings.audience {
+                return Err(OAuthError::new(
+                    OAuthCode::InvalidTarget,
+                    format!(
+                        "tokend issues tokens for the audience {:?} only",
+                        settings.audience
+                    ),
+                ));
+            }
+        }
+    }
+    let claims = match tokens.verify(subject_token.trim()) {
+        Ok(claims) => claims,
+        Err(e @ TokenError::Unavailable(_)) => return Err(ApiError::from(e).into()),
+        Err(e) => {
+            return Err(OAuthError::invalid_grant(format!(
+                "the subject_token is not valid here: {}",
+                ApiError::from(e).message()
+            )))
+        }
+    };
+    let target = requested_scope(form)?.unwrap_or(claims.scope);
+    if !settings.oauth.exchange.allows(claims.scope, target) {
+        let allowed: Vec<&str> = settings
+            .oauth
+            .exchange
+            .targets(claims.scope)
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        return Err(OAuthError::new(
+            OAuthCode::InvalidScope,
+            format!(
+                "a {} token may be exchanged only for: {} (TOKEND_TOKEN_EXCHANGE)",
+                claims.scope,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    let metadata = exchanged_metadata(form, &claims, target)?;
+    let now = time::now();
+    let remaining = Duration::from_secs(u64::try_from(claims.exp - now.timestamp()).unwrap_or(0));
+    let bounds = settings.scopes.bounds(target);
+    let ttl = match requested_ttl(form)? {
+        Some(requested) => settings.scopes.resolve(target, Some(requested))?,
+        None => bounds.default,
+    }
+    .min(remaining);
+    if ttl < bounds.min {
+        return Err(OAuthError::invalid_grant(format!(
+            "the subject_token expires in {}, sooner than the shortest {target} token ({}); refresh it first",
+            time::human_duration(remaining),
+            time::human_duration(bounds.min)
+        )));
+    }
+    let mut act = Map::new();
+    act.insert("sub".into(), json!(claims.sub));
+    act.insert("identity_id".into(), json!(claims.identity_id));
+    act.insert("token_id".into(), json!(claims.jti));
+    if let Some(prior) = &claims.act {
+        act.insert("act".into(), Value::Object(prior.clone()));
+    }
+    let name = match target {
+        _ if target == claims.scope => claims.sub.clone(),
+        Scope::Execution => format!(
+            "execution:{}",
+            metadata
+                .as_map()
+                .get("execution_id")
+                .cloned()
+                .unwrap_or_default()
+        ),
+        _ => format!("{target}:{}", claims.sub),
+    };
+    write_transaction(conn, |conn| {
+        if let Some(authenticate) = authenticate {
+            authenticate(conn)?;
+        }
+        let now = time::now();
+        let kind = match claims.identity_type {
+            IdentityType::ServiceAccount => SERVICE_ACCOUNT,
+            IdentityType::User => USER,
+        };
+        if identities::lock_unrevoked(conn, claims.identity_id, kind, time::to_db(now))? == 0 {
+            return Err(OAuthError::invalid_grant(
+                "the subject_token's account is revoked or disabled",
+            ));
+        }
+        let parent = token_rows::find(conn, &claims.jti.to_string())?
+            .filter(|row| row.revoked_at.is_none())
+            .ok_or_else(|| OAuthError::invalid_grant("the subject_token was revoked"))?;
+        let subject = TokenSubject {
+            identity_id: claims.identity_id,
+            identity_type: claims.identity_type,
+            name: &name,
+            scope: target,
+            metadata: metadata.as_map(),
+            act: Some(&act),
+        };
+        let actor = Actor {
+            identity_id: Some(claims.identity_id),
+            remote_addr: remote_addr.clone(),
+        };
+        let minted = issue_granted(
+            conn,
+            tokens,
+            &subject,
+            ttl,
+            now,
+            &actor,
+            Lineage::Exchanged(&parent),
+            TOKEN_EXCHANGE,
+        )?;
+        Ok(Granted {
+            token_id: minted.jti,
+            identity_id: claims.identity_id,
+            scope: target,
+            response: response(minted, target, Some(issued_type)),
+        })
+    })
+}

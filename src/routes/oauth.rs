@@ -1,0 +1,386 @@
+//! The OAuth 2.0 endpoints: `POST /oauth2/token`, `/oauth2/revoke` (RFC 7009),
+//! `/oauth2/introspect` (RFC 7662) and the server metadata (RFC 8414). Their errors are
+//! RFC 6749's `{error, error_description}`, which stock clients parse.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::forwarded::client_ip;
+use super::introspect::IntrospectResponse;
+use crate::accounts::{self, TokenOwner};
+use crate::app::{with_db, AppState};
+use crate::db::DbConnection;
+use crate::oauth::clients::{self, AuthenticatedClient};
+use crate::oauth::error::OAuthErrorBody;
+use crate::oauth::grants::{self, Authenticate, TokenResponse};
+use crate::oauth::metadata::ServerMetadata;
+use crate::oauth::{ClientCredentials, Form, OAuthCode, OAuthError};
+use crate::scope::Scope;
+use crate::telemetry;
+use crate::tokens::TokenError;
+
+/// The form of `POST /oauth2/token`, for the documentation: which fields apply depends on
+/// `grant_type`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    /// `client_credentials` or `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[schema(example = "client_credentials", min_length = 1)]
+    grant_type: String,
+    /// `client_secret_post` (or alongside HTTP Basic, the same client).
+    #[schema(min_length = 1)]
+    client_id: Option<String>,
+    /// `client_secret_post`.
+    #[schema(min_length = 1)]
+    client_secret: Option<String>,
+    /// One tokend scope; for client credentials it must be the account's.
+    #[schema(min_length = 1)]
+    scope: Option<String>,
+    /// A lifetime inside the scope's bounds (default: the scope's default).
+    #[schema(minimum = 1)]
+    ttl_seconds: Option<u64>,
+    /// Token exchange: the tokend token to exchange.
+    #[schema(min_length = 1)]
+    subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` (or `…:jwt`).
+    #[schema(min_length = 1)]
+    subject_token_type: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` (default) or `…:jwt`.
+    #[schema(min_length = 1)]
+    requested_token_type: Option<String>,
+    /// Token exchange: must be `TOKEND_AUDIENCE` when given.
+    #[schema(min_length = 1)]
+    audience: Option<String>,
+    /// Token exchange for an execution token: the execution's id.
+    execution_id: Option<i64>,
+    /// Token exchange for an execution token: the action, e.g. `core.http`.
+    #[schema(min_length = 1)]
+    action_ref: Option<String>,
+    workflow_id: Option<i64>,
+    /// Token exchange for another scope: that scope's metadata as a JSON object.
+    #[schema(min_length = 1)]
+    metadata: Option<String>,
+}
+
+/// The form of `POST /oauth2/revoke` and `POST /oauth2/introspect`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct TokenQuestion {
+    #[schema(min_length = 1)]
+    token: String,
+    /// `access_token` or `refresh_token`; a hint only (tokend has access tokens).
+    #[schema(min_length = 1)]
+    token_type_hint: Option<String>,
+    #[schema(min_length = 1)]
+    client_id: Option<String>,
+    #[schema(min_length = 1)]
+    client_secret: Option<String>,
+}
+
+/// The `grant_type` label of the metrics.
+fn grant_label(grant_type: Option<&str>) -> &'static str {
+    match grant_type {
+        Some(grants::CLIENT_CREDENTIALS) => "client_credentials",
+        Some(grants::TOKEN_EXCHANGE) => "token_exchange",
+        Some(grants::JWT_BEARER) => "jwt_bearer",
+        _ => "unsupported",
+    }
+}
+
+/// The check of the request's client credentials, to run inside the grant's transaction;
+/// `None` when the request carries none.
+fn authenticator(credentials: ClientCredentials) -> Result<Option<Authenticate>, OAuthError> {
+    let basic = credentials.is_basic();
+    match credentials {
+        ClientCredentials::None => Ok(None),
+        ClientCredentials::Secret {
+            client_id,
+            secret,
+            method,
+        } => Ok(Some(Box::new(move |conn: &mut DbConnection| {
+            clients::authenticate_secret(conn, &client_id, &secret, method)
+                .map_err(|e| e.with_basic_challenge(basic))
+        }))),
+        ClientCredentials::Assertion { .. } => Err(OAuthError::invalid_client(
+            "client assertions (private_key_jwt) are not supported by this server yet; \
+             use client_secret_basic or client_secret_post",
+        )),
+    }
+}
+
+fn required(auth: Option<Authenticate>) -> Result<Authenticate, OAuthError> {
+    auth.ok_or_else(|| {
+        OAuthError::invalid_client(
+            "client authentication is required: send the client_id and client_secret with HTTP \
+             Basic (or as client_id and client_secret form parameters)",
+        )
+    })
+}
+
+/// Runs a database step that answers in OAuth errors, within the request deadline.
+async fn with_db_oauth<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, OAuthError>
+where
+    T: Send + 'static,
+    F: FnOnce(&AppState, &mut DbConnection) -> Result<T, OAuthError> + Send + 'static,
+{
+    with_db(state, move |s, conn| Ok(f(s, conn)))
+        .await
+        .map_err(OAuthError::from)?
+}
+
+/// Issues an access token (RFC 6749 §4.4 client credentials, RFC 8693 token exchange).
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
+    security((), ("client_secret_basic" = [])),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "a new access token", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, invalid_target, unauthorized_client or unsupported_grant_type", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client: client authentication failed", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable: storage or revocation state unavailable; retry", body = OAuthErrorBody),
+    ))]
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, OAuthError>,
+) -> Result<HttpResponse, OAuthError> {
+    let grant_type = form
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("grant_type").map(str::to_owned));
+    let label = grant_label(grant_type.as_deref());
+    let result = grant(&state, &req, form).await;
+    match &result {
+        Ok(granted) => {
+            telemetry::oauth_token(label, "ok");
+            telemetry::token_issued(granted.scope);
+            log::info!(
+                "{label}: issued token {} for identity {}",
+                granted.token_id,
+                granted.identity_id
+            );
+        }
+        Err(e) => telemetry::oauth_token(label, e.code().as_str()),
+    }
+    let granted = result?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(granted.response))
+}
+
+async fn grant(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    form: Result<Form, OAuthError>,
+) -> Result<grants::Granted, OAuthError> {
+    let form = form?;
+    let credentials = ClientCredentials::from_request(req, &form)?;
+    let basic = credentials.is_basic();
+    let auth = authenticator(credentials).map_err(|e| e.with_basic_challenge(basic))?;
+    let remote = client_ip(req).map(|ip| ip.to_string());
+    match form.get("grant_type") {
+        Some(grants::CLIENT_CREDENTIALS) => {
+            let auth = required(auth)?;
+            with_db_oauth(state, move |s, conn| {
+                grants::client_credentials(conn, &s.tokens, &s.settings, auth, &form, remote)
+            })
+            .await
+        }
+        Some(grants::TOKEN_EXCHANGE) => {
+            with_db_oauth(state, move |s, conn| {
+                grants::token_exchange(conn, &s.tokens, &s.settings, auth, &form, remote)
+            })
+            .await
+        }
+        Some(other) => Err(OAuthError::new(
+            OAuthCode::UnsupportedGrantType,
+            format!(
+                "grant_type {:?} is not supported; this server supports: {}",
+                other.chars().take(80).collect::<String>(),
+                grants::SUPPORTED.join(", ")
+            ),
+        )),
+        None => Err(OAuthError::invalid_request(
+            "the form parameter grant_type is required",
+        )),
+    }
+}
+
+/// Authenticates the client of a revocation or introspection request (required there).
+async fn authenticated_client(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    form: &Form,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let credentials = ClientCredentials::from_request(req, form)?;
+    let basic = credentials.is_basic();
+    let auth = required(authenticator(credentials)?).map_err(|e| e.with_basic_challenge(basic))?;
+    with_db_oauth(state, move |_, conn| auth(conn)).await
+}
+
+/// Revokes a token (RFC 7009). A client may revoke the tokens of its own service account (an
+/// admin account's client, any token); an unknown, expired or already revoked token is
+/// answered 200 as well. Revoking a token revokes its family.
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
+    security((), ("client_secret_basic" = [])),
+    request_body(content = TokenQuestion, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "revoked, or nothing to revoke"),
+        (status = 400, description = "invalid_request, or unauthorized_client: the token belongs to another client", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client: client authentication failed", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable", body = OAuthErrorBody),
+    ))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, OAuthError>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form?;
+    let client = authenticated_client(&state, &req, &form).await?;
+    let token = form.require("token")?.trim().to_owned();
+    let claims = match state.tokens.verify_signature(&token) {
+        Ok(claims) => claims,
+        // Not one of ours, or unreadable: nothing to revoke (RFC 7009 §2.2).
+        Err(_) => return Ok(HttpResponse::Ok().finish()),
+    };
+    let owner = if client.account.scope == Scope::Admin {
+        TokenOwner::Anyone
+    } else if claims.identity_id == client.account.identity_id {
+        TokenOwner::ServiceAccount(client.account.identity_id)
+    } else {
+        return Err(OAuthError::new(
+            OAuthCode::UnauthorizedClient,
+            format!(
+                "this token was not issued to client {}; a client may revoke only its own tokens",
+                client.client_id
+            ),
+        ));
+    };
+    let actor = crate::audit::Actor {
+        identity_id: Some(client.account.identity_id),
+        remote_addr: client_ip(&req).map(|ip| ip.to_string()),
+    };
+    let jti = claims.jti;
+    let outcome = with_db(&state, move |s, conn| {
+        Ok(accounts::revoke_token(
+            conn,
+            jti,
+            owner,
+            Some("revoked by its client (RFC 7009)"),
+            s.tokens.leeway(),
+            &actor,
+            "token.revoked",
+        ))
+    })
+    .await
+    .map_err(OAuthError::from)?;
+    match outcome {
+        Ok(revoked) => revoked.apply(state.tokens.revocations()),
+        // Issued elsewhere or pruned long ago: nothing to revoke.
+        Err(e) if e.code() == crate::error::Code::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// RFC 7662 answer of `/oauth2/introspect`: `/auth/introspect`'s, plus the `client_id` of the
+/// token's service account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthIntrospection {
+    #[serde(flatten)]
+    pub answer: IntrospectResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sa-42")]
+    pub client_id: Option<String>,
+}
+
+/// Token introspection (RFC 7662) for resource servers that authenticate as OAuth clients
+/// (any client of tokend). `/auth/introspect` takes an admin or viewer bearer instead.
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth2",
+    security((), ("client_secret_basic" = [])),
+    request_body(content = TokenQuestion, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "whether the token is active, and its claims if it is", body = OAuthIntrospection),
+        (status = 400, description = "invalid_request", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client: client authentication failed", body = OAuthErrorBody),
+        (status = 503, description = "temporarily_unavailable: this replica cannot judge tokens now", body = OAuthErrorBody),
+    ))]
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Result<Form, OAuthError>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = form?;
+    authenticated_client(&state, &req, &form).await?;
+    let token = form.require("token")?.trim().to_owned();
+    let answer = match state.tokens.verify(&token) {
+        Ok(c) => OAuthIntrospection {
+            client_id: (c.identity_type == crate::tokens::IdentityType::ServiceAccount)
+                .then(|| clients::client_id(c.identity_id)),
+            answer: IntrospectResponse::active(&c),
+        },
+        Err(e @ TokenError::Unavailable(_)) => {
+            return Err(OAuthError::from(crate::error::ApiError::from(e)))
+        }
+        Err(_) => OAuthIntrospection {
+            answer: IntrospectResponse::default(),
+            client_id: None,
+        },
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(answer))
+}
+
+/// The base URL of the endpoints: `TOKEND_PUBLIC_URL`, else this request's scheme and Host.
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    if let Some(url) = &state.settings.oauth.public_url {
+        return url.clone();
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    format!("{scheme}://{host}")
+}
+
+/// OAuth 2.0 authorization server metadata (RFC 8414); the same document at
+/// `/.well-known/openid-configuration`. Endpoint URLs use `TOKEND_PUBLIC_URL` when set.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
+    responses((status = 200, description = "server metadata", body = ServerMetadata)))]
+pub async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let body = ServerMetadata::new(&state.settings, &base_url(&state, &req));
+    let cache = if state.settings.oauth.public_url.is_some() {
+        "public, max-age=300"
+    } else {
+        // Built from this request's Host: a shared cache must not hand it to others.
+        "no-store"
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, cache))
+        .json(body)
+}
+
+/// The RFC 8414 document under its OpenID Connect discovery name, for clients that look there.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
+    responses((status = 200, description = "server metadata (the same as /.well-known/oauth-authorization-server)", body = ServerMetadata)))]
+pub async fn openid_configuration(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    metadata(state, req).await
+}
