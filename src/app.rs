@@ -31,6 +31,8 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     /// Whether revocation push works (PostgreSQL's LISTEN).
     pub push: Arc<Push>,
+    /// Remote JWKS (trusted issuers' keys), fetched and cached.
+    pub jwks: Arc<crate::federation::JwksCache>,
 }
 
 /// Why tokend could not start. The message says what to do.
@@ -149,6 +151,9 @@ impl Application {
             logins: logins.clone(),
             usage: usage.clone(),
             push: push.clone(),
+            jwks: Arc::new(crate::federation::JwksCache::new(
+                settings.oauth.jwks_cache.clone(),
+            )),
         });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

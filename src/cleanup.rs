@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::queries::{clock, locks, notifications, revocations, rules, tokens};
+use crate::db::queries::{clock, federation, locks, notifications, revocations, rules, tokens};
 use crate::db::{write_transaction, DbError, DbManager};
 use crate::time;
 
@@ -162,6 +162,10 @@ fn locked_run(
         })?;
         // Rules that no live token can fall under any more.
         report.deleted_rules = rules::delete_expired(conn, revocation_cutoff)? as u64;
+        // Use counts of external tokens (workload federation) that no longer verify.
+        delete_in_batches(conn, |c| {
+            federation::delete_expired_replays_batch(c, time::to_db(now), BATCH)
+        })?;
         // Webhook deliveries no one needs any more: a warning's row keeps it from repeating
         // only until its token expired (it was written at most a threshold before), a
         // revocation notice is given up after a day.

@@ -253,6 +253,44 @@ pub struct OAuthSettings {
     pub public_url: Option<String>,
     /// Which scope may exchange for which other (`TOKEND_TOKEN_EXCHANGE`).
     pub exchange: ExchangePolicy,
+    /// How remote JWKS (trusted issuers, client keys) are fetched and cached.
+    pub jwks_cache: JwksCachePolicy,
+}
+
+/// How remote JSON Web Key Sets are fetched and cached (`federation::jwks::JwksCache`).
+/// Built in; tests shorten the times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksCachePolicy {
+    /// A fetched set is fresh for its `Cache-Control: max-age`, clamped to these bounds …
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// … or this long without one.
+    pub default_ttl: Duration,
+    /// At most one fetch per URL this often beyond the schedule (an unknown `kid`, a failed
+    /// fetch): random kids cannot make tokend hammer an issuer.
+    pub refetch_interval: Duration,
+    /// When the endpoint is down, expired keys keep working this long past their freshness.
+    pub stale_grace: Duration,
+    pub connect_timeout: Duration,
+    /// The whole fetch, connection to last byte.
+    pub total_timeout: Duration,
+    /// The largest JWKS read.
+    pub max_bytes: u64,
+}
+
+impl Default for JwksCachePolicy {
+    fn default() -> Self {
+        JwksCachePolicy {
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(3_600),
+            default_ttl: Duration::from_secs(300),
+            refetch_interval: Duration::from_secs(10),
+            stale_grace: Duration::from_secs(24 * 3_600),
+            connect_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(5),
+            max_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// Who may exchange a token for one of another scope (RFC 8693). Exchanging for the same scope

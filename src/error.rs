@@ -46,6 +46,7 @@ pub enum Code {
     AccountRevoked,
     AccountDisabled,
     LoginTaken,
+    IssuerExists,
     KeysNotManaged,
     RotationTooSoon,
     InvalidCredentials,
@@ -88,6 +89,7 @@ impl Code {
             Code::AccountRevoked => "account_revoked",
             Code::AccountDisabled => "account_disabled",
             Code::LoginTaken => "login_taken",
+            Code::IssuerExists => "issuer_exists",
             Code::KeysNotManaged => "keys_not_managed",
             Code::RotationTooSoon => "rotation_too_soon",
             Code::InvalidCredentials => "invalid_credentials",
@@ -129,6 +131,7 @@ impl Code {
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::AccountRevoked
             | Code::LoginTaken
+            | Code::IssuerExists
             | Code::KeysNotManaged
             | Code::RotationTooSoon
             | Code::CleanupNotRun => StatusCode::CONFLICT,

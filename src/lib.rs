@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod federation;
 pub mod notify;
 pub mod oauth;
 pub mod openapi;

@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    audit_event, identity, issued_token, oauth_client_key, oauth_client_secret, revocation_rule,
-    signing_key, token_revocation,
+    audit_event, federated_subject, federation_issuer, identity, issued_token, oauth_client_key,
+    oauth_client_secret, revocation_rule, signing_key, token_revocation,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -175,4 +175,46 @@ pub struct ClientKeyRow {
     pub jwks: Option<String>,
     pub jwks_uri: Option<String>,
     pub updated_at: NaiveDateTime,
+}
+
+/// A trusted external issuer (workload federation). `audiences` and `rules` are JSON; one of
+/// `jwks_uri` and `jwks` is set.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = federation_issuer)]
+pub struct FederationIssuerRow {
+    pub id: i64,
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<String>,
+    pub audiences: String,
+    pub max_token_age_seconds: i64,
+    pub max_uses_per_token: i64,
+    pub rules: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub created_by: Option<i64>,
+}
+
+/// The settable columns of a trusted issuer (insert and update alike).
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = federation_issuer, treat_none_as_null = true)]
+pub struct FederationIssuerFields {
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<String>,
+    pub audiences: String,
+    pub max_token_age_seconds: i64,
+    pub max_uses_per_token: i64,
+    pub rules: String,
+    pub updated_at: NaiveDateTime,
+}
+
+/// The service account a workload (issuer URL, external `sub`) was given.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = federated_subject)]
+pub struct FederatedSubjectRow {
+    pub issuer: String,
+    pub subject: String,
+    pub identity_id: i64,
+    pub created_at: NaiveDateTime,
 }

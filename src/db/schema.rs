@@ -140,6 +140,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    federation_issuer (id) {
+        id -> BigInt,
+        issuer -> Text,
+        jwks_uri -> Nullable<Text>,
+        jwks -> Nullable<Text>,
+        audiences -> Text,
+        max_token_age_seconds -> BigInt,
+        max_uses_per_token -> BigInt,
+        rules -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        created_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    federated_subject (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        identity_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    federation_replay (replay_key) {
+        replay_key -> Text,
+        uses -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(issued_token -> identity (identity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -153,4 +186,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocation_rule,
     oauth_client_secret,
     oauth_client_key,
+    federation_issuer,
+    federated_subject,
+    federation_replay,
 );

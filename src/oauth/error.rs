@@ -118,6 +118,12 @@ impl OAuthError {
         &self.description
     }
 
+    /// Adds a `Retry-After` header (`temporarily_unavailable`, `slow_down`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     /// Marks a 401 as answering HTTP Basic credentials.
     pub fn with_basic_challenge(mut self, basic: bool) -> Self {
         self.basic_challenge = basic;

@@ -30,7 +30,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// The grant types this server supports, as the metadata lists them.
-pub const SUPPORTED: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE];
+pub const SUPPORTED: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE, JWT_BEARER];
 
 /// A check of the request's client credentials, run inside the grant's transaction.
 pub type Authenticate =
@@ -61,7 +61,7 @@ pub struct Granted {
 }
 
 /// The optional `ttl_seconds` extension, as a TTL request checked against the scope's bounds.
-fn requested_ttl(form: &Form) -> Result<Option<RequestedTtl>, OAuthError> {
+pub(crate) fn requested_ttl(form: &Form) -> Result<Option<RequestedTtl>, OAuthError> {
     let Some(secs) = form.positive_int("ttl_seconds")? else {
         return Ok(None);
     };
@@ -73,7 +73,7 @@ fn requested_ttl(form: &Form) -> Result<Option<RequestedTtl>, OAuthError> {
 
 /// The `scope` parameter as one tokend scope: space-separated values (RFC 6749 §3.3) that
 /// all name the same scope.
-fn requested_scope(form: &Form) -> Result<Option<Scope>, OAuthError> {
+pub(crate) fn requested_scope(form: &Form) -> Result<Option<Scope>, OAuthError> {
     let Some(raw) = form.get("scope") else {
         return Ok(None);
     };
@@ -221,6 +221,19 @@ fn exchanged_metadata(
         map.insert("action_ref".into(), json!(action));
     }
     Ok(ValidMetadata::parse(target, Some(Value::Object(map)))?)
+}
+
+/// Workload federation's branch of token exchange: a subject token of type `…:jwt` whose
+/// (unverified) `iss` is not tokend's own is a workload's identity token, exchanged by
+/// `crate::federation` like a jwt-bearer assertion (RFC 8693 §2.1 allows any token type). The
+/// dispatcher asks this before [`token_exchange`] runs, because checking that token may need
+/// to fetch its issuer's keys, which the database step cannot wait for.
+pub fn is_federated_exchange(form: &Form, settings: &Settings) -> bool {
+    form.get("subject_token_type") == Some(JWT_TOKEN_TYPE)
+        && form
+            .get("subject_token")
+            .and_then(crate::federation::assertion::unverified_issuer)
+            .is_some_and(|iss| iss != settings.issuer)
 }
 
 /// Token exchange (RFC 8693): a valid tokend token (`subject_token`) for a narrower one — the

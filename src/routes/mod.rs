@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client_secrets;
 pub mod docs;
 pub mod extract;
+pub mod federation;
 pub mod forwarded;
 pub mod health;
 pub mod introspect;
@@ -122,6 +123,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "DELETE",
             )
             .route(web::delete().to(client_secrets::revoke)),
+        )
+        .service(
+            resource("/federation/issuers", "GET, POST")
+                .route(web::get().to(federation::list))
+                .route(web::post().to(federation::create)),
+        )
+        .service(
+            resource("/federation/issuers/{id}", "GET, PATCH, DELETE")
+                .route(web::get().to(federation::get))
+                .route(web::patch().to(federation::update))
+                .route(web::delete().to(federation::delete)),
         )
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
         .service(resource("/docs", "GET").route(web::get().to(docs::page)))

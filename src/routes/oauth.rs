@@ -26,7 +26,8 @@ use crate::tokens::TokenError;
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequest {
-    /// `client_credentials` or `urn:ietf:params:oauth:grant-type:token-exchange`.
+    /// `client_credentials`, `urn:ietf:params:oauth:grant-type:token-exchange` or
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer`.
     #[schema(example = "client_credentials", min_length = 1)]
     grant_type: String,
     /// `client_secret_post` (or alongside HTTP Basic, the same client).
@@ -41,7 +42,11 @@ pub struct TokenRequest {
     /// A lifetime inside the scope's bounds (default: the scope's default).
     #[schema(minimum = 1)]
     ttl_seconds: Option<u64>,
-    /// Token exchange: the tokend token to exchange.
+    /// jwt-bearer (RFC 7523): a workload's identity token from a trusted issuer.
+    #[schema(min_length = 1)]
+    assertion: Option<String>,
+    /// Token exchange: the tokend token to exchange (or, with `…:jwt`, a workload's identity
+    /// token from a trusted issuer).
     #[schema(min_length = 1)]
     subject_token: Option<String>,
     /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` (or `…:jwt`).
@@ -120,7 +125,7 @@ fn required(auth: Option<Authenticate>) -> Result<Authenticate, OAuthError> {
 }
 
 /// Runs a database step that answers in OAuth errors, within the request deadline.
-async fn with_db_oauth<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, OAuthError>
+pub(super) async fn with_db_oauth<T, F>(state: &web::Data<AppState>, f: F) -> Result<T, OAuthError>
 where
     T: Send + 'static,
     F: FnOnce(&AppState, &mut DbConnection) -> Result<T, OAuthError> + Send + 'static,
@@ -130,7 +135,8 @@ where
         .map_err(OAuthError::from)?
 }
 
-/// Issues an access token (RFC 6749 §4.4 client credentials, RFC 8693 token exchange).
+/// Issues an access token (RFC 6749 §4.4 client credentials, RFC 8693 token exchange, RFC 7523
+/// jwt-bearer for workloads with an identity token from a trusted issuer).
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
     security((), ("client_secret_basic" = [])),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
@@ -188,6 +194,13 @@ async fn grant(
                 grants::client_credentials(conn, &s.tokens, &s.settings, auth, &form, remote)
             })
             .await
+        }
+        Some(grants::JWT_BEARER) => {
+            super::federation::workload_grant(state, form, auth, remote, false).await
+        }
+        // A workload's identity token in token-exchange form (see grants::is_federated_exchange).
+        Some(grants::TOKEN_EXCHANGE) if grants::is_federated_exchange(&form, &state.settings) => {
+            super::federation::workload_grant(state, form, auth, remote, true).await
         }
         Some(grants::TOKEN_EXCHANGE) => {
             with_db_oauth(state, move |s, conn| {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod client_secrets;
 pub mod clock;
+pub mod federation;
 pub mod identities;
 pub mod keys;
 pub mod locks;
