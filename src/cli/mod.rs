@@ -1,9 +1,10 @@
 //! The command line. Server side: `serve`, `migrate`, `admin-token`, `user add`, `cleanup`,
 //! `openapi`. Client side, against a running tokend (`TOKEND_URL`, `TOKEND_TOKEN`):
-//! `sa create|list|show|revoke|rotate`, `check`.
+//! `sa create|list|show|revoke|rotate`, `federation add|list|show|update|remove`, `check`.
 
 mod agent;
 mod check;
+mod federation;
 mod people;
 mod remote;
 mod sa;
@@ -95,6 +96,14 @@ pub enum Command {
         remote: RemoteArgs,
         #[command(subcommand)]
         command: SaCommand,
+    },
+    /// Trusted issuers of workload federation on a running tokend: add, list, show, update,
+    /// remove.
+    Federation {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: federation::FederationCommand,
     },
     /// Keep token files fresh on a sensor host: renew before expiry, write atomically, run
     /// a command after each write; exit 1 only once a held token has expired.
@@ -198,6 +207,9 @@ pub fn run(command: Command) -> ExitCode {
         }
         Command::Agent(args) => return agent::run(args),
         Command::Sa { remote, command } => return client_exit(sa::run(&remote, command)),
+        Command::Federation { remote, command } => {
+            return client_exit(federation::run(&remote, command))
+        }
         Command::Check {
             remote,
             warn_hours,

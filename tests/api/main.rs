@@ -20,6 +20,7 @@ mod faults_clock;
 mod faults_crash;
 mod faults_network;
 mod faults_storage;
+mod federation;
 mod oauth;
 mod openapi;
 mod proxies;

@@ -50,7 +50,7 @@ macro_rules! client {
     };
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     app: &TestApp,
     path: &str,
     form: &[(&str, &str)],
