@@ -524,7 +524,8 @@ async fn discovery_lists_what_is_supported(backend: Backend) {
             meta["grant_types_supported"],
             json!([
                 "client_credentials",
-                "urn:ietf:params:oauth:grant-type:token-exchange"
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer"
             ])
         );
         assert_eq!(
