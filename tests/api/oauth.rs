@@ -512,7 +512,8 @@ async fn discovery_lists_what_is_supported(backend: Backend) {
     ] {
         let (status, _, meta) = app.send(Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(meta["issuer"], app.settings.issuer);
+        // TOKEND_ISSUER is `tokend`, not a URL: the document names the base URL (RFC 8414 §2).
+        assert_eq!(meta["issuer"], app.address);
         assert_eq!(meta["token_endpoint"], app.url("/oauth2/token"), "{meta}");
         assert_eq!(meta["jwks_uri"], app.url("/.well-known/jwks.json"));
         assert_eq!(meta["revocation_endpoint"], app.url("/oauth2/revoke"));
