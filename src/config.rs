@@ -241,6 +241,9 @@ pub struct Settings {
     /// How long verifiers may cache the JWKS (`Cache-Control: max-age`). A published next
     /// key only starts signing once it has been published at least this long.
     pub jwks_max_age: Duration,
+    // --- TLS (src/tls/) ---
+    /// HTTPS with tokend's own certificate (`TOKEND_TLS_*`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// argon2id parameters. The defaults are the argon2 crate's recommendation
@@ -299,6 +302,7 @@ impl Settings {
             expiry_webhook: None,
             key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
             jwks_max_age: Duration::from_secs(300),
+            tls: None,
         }
     }
 
@@ -504,6 +508,26 @@ pub struct ServeArgs {
     /// "off": poll only.
     #[arg(long, env = "TOKEND_DATABASE_LISTEN_URL", hide_env_values = true)]
     pub database_listen_url: Option<String>,
+
+    // --- TLS (src/tls/): all four are checked together by `TlsSettings::from_flags` ---
+    /// PEM certificate chain (server certificate first): serve HTTPS. Needs --tls-key.
+    /// Reloaded within seconds when the file changes.
+    #[arg(long, env = "TOKEND_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the TLS certificate (PKCS#8, RSA or EC). Needs --tls-cert.
+    #[arg(long, env = "TOKEND_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM bundle of the CAs whose client certificates are accepted. Needs
+    /// --tls-client-cert-paths and HTTPS.
+    #[arg(long, env = "TOKEND_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Path prefixes that require a client certificate, comma-separated (e.g. /admin/,/oauth2/).
+    /// Needs --tls-client-ca.
+    #[arg(long, env = "TOKEND_TLS_CLIENT_CERT_PATHS")]
+    pub tls_client_cert_paths: Option<String>,
 }
 
 impl ServeArgs {
@@ -529,6 +553,13 @@ impl ServeArgs {
                 return Err("TOKEND_DATABASE_LISTEN_URL must be a postgres://… URL, or off".into())
             }
         };
+        // --- TLS (src/tls/) ---
+        settings.tls = crate::tls::TlsSettings::from_flags(
+            self.tls_cert,
+            self.tls_key,
+            self.tls_client_ca,
+            self.tls_client_cert_paths,
+        )?;
         Ok(())
     }
 }
