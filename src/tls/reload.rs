@@ -77,6 +77,7 @@ impl ReloadingCert {
         let served = Self::read(&cert_path, &key_path, &provider)?;
         log::info!("TLS: serving the certificate {}", served.info);
         warn_if_expired(&served.info);
+        describe();
         record(&served.info, None);
         Ok(ReloadingCert {
             cert_path,
@@ -206,6 +207,22 @@ fn warn_if_expired(info: &CertInfo) {
             "TLS: the served certificate expired at {}; clients will refuse it until it is renewed",
             info.not_after_rfc3339()
         );
+    }
+}
+
+/// Describes the metrics and starts the counters at zero, so a first failure is a change.
+fn describe() {
+    metrics::describe_gauge!(
+        "tokend_tls_certificate_expiry_timestamp_seconds",
+        "notAfter of the TLS certificate being served (Unix seconds)"
+    );
+    metrics::describe_counter!(
+        "tokend_tls_certificate_reloads_total",
+        "changed TLS certificate files taken (ok) or refused, the old pair kept (failed)"
+    );
+    for outcome in ["ok", "failed"] {
+        metrics::counter!("tokend_tls_certificate_reloads_total", "outcome" => outcome)
+            .increment(0);
     }
 }
 

@@ -208,10 +208,12 @@ async fn https_serves_health_and_tokens() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("tokend_tls_certificate_expiry_timestamp_seconds"),
-        "{metrics}"
-    );
+    for metric in [
+        "tokend_tls_certificate_expiry_timestamp_seconds",
+        "tokend_tls_certificate_reloads_total{outcome=\"failed\"}",
+    ] {
+        assert!(metrics.contains(metric), "{metric}: {metrics}");
+    }
 
     // A client that does not trust the test CA refuses the server.
     let stranger = TestCa::new().client();
