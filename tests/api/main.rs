@@ -4,6 +4,7 @@
 mod fault_proxy;
 mod helpers;
 mod pg_cluster;
+mod tls_ca;
 
 mod jwt_attacks;
 mod keys;
@@ -30,6 +31,7 @@ mod runbook;
 mod scripts;
 mod sessions;
 mod strict_input;
+mod tls;
 mod token_attacks;
 mod ttl;
 mod users;
