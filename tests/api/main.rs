@@ -30,6 +30,7 @@ mod revocation;
 mod runbook;
 mod scripts;
 mod sessions;
+mod stock_clients;
 mod strict_input;
 mod tls;
 mod token_attacks;

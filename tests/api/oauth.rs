@@ -124,7 +124,8 @@ async fn client_credentials_with_a_stock_client(backend: Backend) {
             seen.client_id().map(|c| c.as_str()),
             Some(client_id.as_str())
         );
-        // RFC 7009 revocation: the oauth2 crate sends it only over https (tests/api/tls.rs).
+        // RFC 7009 revocation: the oauth2 crate sends it only over https
+        // (tests/api/stock_clients.rs does that round with it).
         let (status, _, _) = post_form(
             &app,
             "/oauth2/revoke",
