@@ -31,6 +31,8 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     /// Whether revocation push works (PostgreSQL's LISTEN).
     pub push: Arc<Push>,
+    /// Token grants that arrive together share one transaction.
+    pub group: Arc<crate::db::group_commit::GroupCommit>,
 }
 
 /// Why tokend could not start. The message says what to do.
@@ -148,6 +150,10 @@ impl Application {
         let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
         let push = crate::tokens::push::start(&settings).map_err(StartError::Config)?;
+        let group =
+            crate::db::group_commit::GroupCommit::start(opened.pool.clone()).map_err(|e| {
+                StartError::Config(format!("cannot start the group-commit writer: {e}"))
+            })?;
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
@@ -157,6 +163,7 @@ impl Application {
             logins: logins.clone(),
             usage: usage.clone(),
             push: push.clone(),
+            group: Arc::new(group),
         });
         let app_state = state.clone();
         let (tls_config, tls_cert, required_paths) = match tls {
