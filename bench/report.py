@@ -62,6 +62,8 @@ wrk_rows = [
     ("issue_pg", "POST /service-accounts, PostgreSQL"),
     ("revoke_sqlite", "DELETE /service-accounts/{id}, SQLite"),
     ("revoke_pg", "DELETE /service-accounts/{id}, PostgreSQL"),
+    ("oauth_cc_sqlite", "POST /oauth2/token client_credentials, SQLite"),
+    ("oauth_cc_pg", "POST /oauth2/token client_credentials, PostgreSQL"),
     ("openbao_create", "OpenBao auth/token/create"),
     ("openbao_lookup_self", "OpenBao auth/token/lookup-self"),
     ("openbao_revoke", "OpenBao auth/token/revoke"),
@@ -94,6 +96,8 @@ ratios = {
     "verify_warm / openbao_lookup_self": ratio(rps("verify_warm_sqlite"), rps("openbao_lookup_self")),
     "revoke_sqlite / openbao_revoke": ratio(rps("revoke_sqlite"), rps("openbao_revoke")),
     "revoke_pg / openbao_revoke": ratio(rps("revoke_pg"), rps("openbao_revoke")),
+    "oauth_cc_sqlite / hydra_published_411": ratio(rps("oauth_cc_sqlite"), 411),
+    "oauth_cc_pg / hydra_published_411": ratio(rps("oauth_cc_pg"), 411),
 }
 targets = {
     "verify_warm / empty": 0.85,
@@ -102,6 +106,8 @@ targets = {
     "issue_sqlite / openbao_create": 3.0,
     "issue_pg / openbao_create": 2.0,
     "verify_warm / openbao_lookup_self": 30.0,
+    "oauth_cc_sqlite / hydra_published_411": 3.0,
+    "oauth_cc_pg / hydra_published_411": 3.0,
 }
 print()
 print(f"{'ratio':<44} {'measured':>9} {'target':>8}")

@@ -147,6 +147,16 @@ run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
     cat "$dir"/ids.* > "$dir/ids.all"
     load "revoke_$label" "$url/" BENCH_PATH="/service-accounts/{}" BENCH_METHOD=DELETE BENCH_FIXED_HEADER="Authorization: Bearer $admin" \
       BENCH_IDS="$dir/ids.all" BENCH_ONCE=1
+    if ! skip oauth; then
+      # OAuth 2.0 client_credentials with client_secret_basic: a sensor account's client.
+      local account secret basic
+      account=$(curl -sf -X POST "$url/service-accounts" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+        -d '{"name":"bench:oauth","scope":"sensor","metadata":{"trigger_types":["bench"]}}' | jq -r .identity_id)
+      secret=$(curl -sf -X POST "$url/service-accounts/$account/client-secrets" -H "Authorization: Bearer $admin" | jq -r .client_secret)
+      basic=$(printf 'sa-%s:%s' "$account" "$secret" | base64 -w0)
+      load "oauth_cc_$label" "$url/oauth2/token" BENCH_METHOD=POST BENCH_FIXED_HEADER="Authorization: Basic $basic" \
+        BENCH_BODY='grant_type=client_credentials' BENCH_CONTENT_TYPE=application/x-www-form-urlencoded
+    fi
   fi
   rss_kib "$pid" > "$OUT/rss_after_$label.kib"
   stop "$pid"

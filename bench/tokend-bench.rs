@@ -202,6 +202,17 @@ fn crypto(threads: usize, seconds: f64) {
         mac.update(m3.as_bytes());
         std::hint::black_box(mac.finalize());
     }));
+    // The client secret check of client_credentials (SHA-256 of a 256-bit secret), against
+    // what a password hash (argon2id, tokend's login cost) would cost per request.
+    let presented = "tokend_cs_".to_owned() + &"A".repeat(43);
+    let client_secret = run(Arc::new(move || {
+        std::hint::black_box(tokend::oauth::clients::hash_secret(&presented));
+    }));
+    let argon = run(Arc::new(|| {
+        use argon2::PasswordHasher;
+        let hash = argon2::Argon2::default().hash_password(b"tokend_cs_secret");
+        std::hint::black_box(hash.is_ok());
+    }));
     let service = service_verify_per_s(threads, KeySet::ephemeral_ed25519().expect("a key"));
     let service_hs256 = service_verify_per_s(threads, KeySet::hs256(&secret));
     println!(
@@ -210,7 +221,9 @@ fn crypto(threads: usize, seconds: f64) {
                "ed25519_decode_key_and_verify_per_s": eddsa_with_key.round(),
                "hs256_per_s": hs256.round(),
                "tokend_verify_new_token_eddsa_per_s": service.round(),
-               "tokend_verify_new_token_hs256_per_s": service_hs256.round()})
+               "tokend_verify_new_token_hs256_per_s": service_hs256.round(),
+               "client_secret_check_per_s": client_secret.round(),
+               "argon2id_default_per_s": argon.round()})
     );
 }
 

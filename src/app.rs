@@ -31,6 +31,8 @@ pub struct AppState {
     pub usage: Arc<UsageRecorder>,
     /// Whether revocation push works (PostgreSQL's LISTEN).
     pub push: Arc<Push>,
+    /// Token grants that arrive together share one transaction.
+    pub group: Arc<crate::db::group_commit::GroupCommit>,
     /// Remote JWKS (trusted issuers' keys), fetched and cached.
     pub jwks: Arc<crate::federation::JwksCache>,
 }
@@ -44,6 +46,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error("signing keys: {}", cause_chain(.0))]
     Keys(#[from] KeyError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -113,6 +117,12 @@ impl Application {
     /// cleanup) on the current runtime.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         crate::telemetry::install();
+        // TLS files first: a wrong path fails start-up before the database is touched.
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::Tls::load)
+            .transpose()?;
         let settings = Arc::new(settings);
         let opening = settings.clone();
         let opened = web::block(move || open(&opening))
@@ -142,6 +152,10 @@ impl Application {
         let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
         let push = crate::tokens::push::start(&settings).map_err(StartError::Config)?;
+        let group =
+            crate::db::group_commit::GroupCommit::start(opened.pool.clone()).map_err(|e| {
+                StartError::Config(format!("cannot start the group-commit writer: {e}"))
+            })?;
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
@@ -151,14 +165,20 @@ impl Application {
             logins: logins.clone(),
             usage: usage.clone(),
             push: push.clone(),
+            group: Arc::new(group),
             jwks: Arc::new(crate::federation::JwksCache::new(
                 settings.oauth.jwks_cache.clone(),
             )),
         });
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let (tls_config, tls_cert, required_paths) = match tls {
+            Some(tls) => (Some(tls.config), Some(tls.cert), tls.required_paths),
+            None => (None, None, crate::tls::RequiredPaths::default()),
+        };
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(required_paths.clone())
                 .wrap(
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
@@ -167,11 +187,19 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     crate::routes::extract::limits,
                 ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::tls::client_certs::require_client_cert,
+                ))
                 .wrap(actix_web::middleware::from_fn(crate::telemetry::access))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::extract::not_found))
         })
-        .listen(listener)
+        // Before any listener: a TLS connection's client certificate, for `require_client_cert`.
+        .on_connect(crate::tls::client_certs::on_connect);
+        let mut server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .map_err(|source| StartError::Listen {
             addr: settings.listen.clone(),
             source,
@@ -216,6 +244,9 @@ impl Application {
             }
         });
         actix_web::rt::spawn(crate::telemetry::upkeep_forever());
+        if let Some(cert) = tls_cert {
+            actix_web::rt::spawn(cert.watch_forever());
+        }
         if let Some(hook) = settings.expiry_webhook.clone() {
             log::info!(
                 "expiry warnings go to {} ({:?} before expiry)",
@@ -228,8 +259,13 @@ impl Application {
             opened.manager.clone(),
             settings.clone(),
         ));
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         log::info!(
-            "tokend listening on {} (database {}, {:?})",
+            "tokend listening on {scheme}://{} (database {}, {:?})",
             settings.listen.replace(":0", &format!(":{port}")),
             settings.database,
             settings.jwt

@@ -243,6 +243,9 @@ pub struct Settings {
     pub jwks_max_age: Duration,
     /// The OAuth 2.0 endpoints' settings.
     pub oauth: OAuthSettings,
+    // --- TLS (src/tls/) ---
+    /// HTTPS with tokend's own certificate (`TOKEND_TLS_*`); `None`: plain HTTP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// The OAuth 2.0 endpoints' settings (`/oauth2/*`, the server metadata).
@@ -400,6 +403,7 @@ impl Settings {
             key_rotation_period: Some(Duration::from_secs(7 * 86_400)),
             jwks_max_age: Duration::from_secs(300),
             oauth: OAuthSettings::default(),
+            tls: None,
         }
     }
 
@@ -615,6 +619,26 @@ pub struct ServeArgs {
     /// "off": poll only.
     #[arg(long, env = "TOKEND_DATABASE_LISTEN_URL", hide_env_values = true)]
     pub database_listen_url: Option<String>,
+
+    // --- TLS (src/tls/): all four are checked together by `TlsSettings::from_flags` ---
+    /// PEM certificate chain (server certificate first): serve HTTPS. Needs --tls-key.
+    /// Reloaded within seconds when the file changes.
+    #[arg(long, env = "TOKEND_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the TLS certificate (PKCS#8, RSA or EC). Needs --tls-cert.
+    #[arg(long, env = "TOKEND_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM bundle of the CAs whose client certificates are accepted. Needs
+    /// --tls-client-cert-paths and HTTPS.
+    #[arg(long, env = "TOKEND_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Path prefixes that require a client certificate, comma-separated (e.g. /admin/,/oauth2/).
+    /// Needs --tls-client-ca.
+    #[arg(long, env = "TOKEND_TLS_CLIENT_CERT_PATHS")]
+    pub tls_client_cert_paths: Option<String>,
 }
 
 impl ServeArgs {
@@ -646,6 +670,13 @@ impl ServeArgs {
                 return Err("TOKEND_DATABASE_LISTEN_URL must be a postgres://… URL, or off".into())
             }
         };
+        // --- TLS (src/tls/) ---
+        settings.tls = crate::tls::TlsSettings::from_flags(
+            self.tls_cert,
+            self.tls_key,
+            self.tls_client_ca,
+            self.tls_client_cert_paths,
+        )?;
         Ok(())
     }
 }

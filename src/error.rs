@@ -41,6 +41,7 @@ pub enum Code {
     ExecutionMismatch,
     IpNotAllowed,
     AmbiguousOriginalUri,
+    ClientCertificateRequired,
     NotFound,
     MethodNotAllowed,
     AccountRevoked,
@@ -84,6 +85,7 @@ impl Code {
             Code::ExecutionMismatch => "execution_mismatch",
             Code::IpNotAllowed => "ip_not_allowed",
             Code::AmbiguousOriginalUri => "ambiguous_original_uri",
+            Code::ClientCertificateRequired => "client_certificate_required",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::AccountRevoked => "account_revoked",
@@ -126,7 +128,8 @@ impl Code {
             | Code::ExecutionMismatch
             | Code::IpNotAllowed
             | Code::AccountDisabled
-            | Code::AmbiguousOriginalUri => StatusCode::FORBIDDEN,
+            | Code::AmbiguousOriginalUri
+            | Code::ClientCertificateRequired => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::AccountRevoked

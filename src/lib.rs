@@ -21,6 +21,7 @@ pub mod routes;
 pub mod scope;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod tokens;
 pub mod usage;
 

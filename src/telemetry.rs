@@ -15,7 +15,8 @@
 //!   host's);
 //! - OAuth 2.0: `oauth_token_requests_total{grant_type,outcome}` (`grant_type`:
 //!   `client_credentials`, `token_exchange`, `jwt_bearer`, `unsupported`; `outcome`: `ok` or
-//!   the RFC 6749 error code);
+//!   the RFC 6749 error code); `group_commit_batch_size` (histogram: token grants that shared
+//!   one transaction, see `db::group_commit`);
 //! - revocation push (PostgreSQL): `revocation_push_notifications_total` (notifications heard),
 //!   `revocation_push_active` (1 while the listener hears them, 0 while revocations of other
 //!   replicas arrive by the poll alone; absent on SQLite).
@@ -30,7 +31,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
-use metrics::{counter, describe_counter, describe_gauge, gauge, histogram, Counter, Histogram};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::scope::Scope;
@@ -63,6 +67,12 @@ pub fn install() {
                 b.set_buckets_for_metric(
                     Matcher::Full("tokend_cleanup_duration_seconds".into()),
                     &[0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("tokend_group_commit_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                 )
             });
         match builder.map(|b| b.install_recorder()) {
@@ -331,6 +341,10 @@ pub const OAUTH_OUTCOMES: [&str; 12] = [
 /// Help texts of the OAuth metrics, every series at zero from the start (alerts on a rate
 /// must not wait for the first event after a restart).
 fn describe_oauth() {
+    describe_histogram!(
+        "tokend_group_commit_batch_size",
+        "Token grants written in one transaction by the group-commit writer"
+    );
     describe_counter!(
         "tokend_oauth_token_requests_total",
         "Requests to POST /oauth2/token by grant type and outcome (ok or the RFC 6749 error)"
@@ -347,4 +361,9 @@ fn describe_oauth() {
 pub fn oauth_token(grant_type: &'static str, outcome: &'static str) {
     counter!("tokend_oauth_token_requests_total", "grant_type" => grant_type, "outcome" => outcome)
         .increment(1);
+}
+
+/// One group-commit transaction took `jobs` writes.
+pub fn group_commit_batch(jobs: usize) {
+    histogram!("tokend_group_commit_batch_size").record(jobs as f64);
 }

@@ -8,6 +8,7 @@
 --   BENCH_IDS                           file of ids for "{}" in the path
 --   BENCH_BODY                          fixed request body; BENCH_BODY_TOKENS=1: {"token": <next>},
 --                                       or with both, BENCH_BODY's "{token}" takes the next one
+--   BENCH_CONTENT_TYPE                  the body's type (application/json unless set)
 --   BENCH_FIXED_HEADER                  one more header, "Name: value"
 --   BENCH_CAPTURE, BENCH_CAPTURE_FILE   a top-level JSON field of 2xx responses to save
 --   BENCH_RESULT                        where done() writes the JSON summary
@@ -59,7 +60,7 @@ local function format_template()
   local b = body
   if header and not body_tokens then headers[header] = prefix .. MARK_CRED end
   if body_tokens then b = string.gsub(token_body, "{token}", MARK_CRED) end
-  if b then headers["Content-Type"] = "application/json" end
+  if b then headers["Content-Type"] = env("BENCH_CONTENT_TYPE") or "application/json" end
   local fixed = env("BENCH_FIXED_HEADER")
   if fixed then
     local k, v = string.match(fixed, "^([^:]+):%s*(.*)$")

@@ -6,6 +6,7 @@
 
 pub mod deadlines;
 pub mod faults;
+pub mod group_commit;
 pub mod models;
 pub mod queries;
 pub mod schema;

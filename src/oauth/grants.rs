@@ -106,32 +106,46 @@ fn response(
     }
 }
 
-/// `client_credentials` (RFC 6749 §4.4): a token of the client's own service account, its
-/// scope and metadata, the scope's default lifetime (or `ttl_seconds` within its bounds).
-/// `scope`, when given, must be the account's: it can narrow nothing further, and never widens.
-pub fn client_credentials(
-    conn: &mut DbConnection,
-    tokens: &TokenService,
-    settings: &Settings,
-    authenticate: impl FnOnce(&mut DbConnection) -> Result<AuthenticatedClient, OAuthError>,
-    form: &Form,
+/// `client_credentials` (RFC 6749 §4.4), its parameters parsed: a token of the client's own
+/// service account, its scope and metadata, the scope's default lifetime (or `ttl_seconds`
+/// within its bounds). `scope`, when given, must be the account's: it can narrow nothing
+/// further, and never widens.
+pub struct ClientCredentialsGrant {
+    asked: Option<Scope>,
+    ttl: Option<RequestedTtl>,
     remote_addr: Option<String>,
-) -> Result<Granted, OAuthError> {
-    let asked = requested_scope(form)?;
-    let ttl = requested_ttl(form)?;
-    write_transaction(conn, |conn| {
+}
+
+impl ClientCredentialsGrant {
+    pub fn parse(form: &Form, remote_addr: Option<String>) -> Result<Self, OAuthError> {
+        Ok(ClientCredentialsGrant {
+            asked: requested_scope(form)?,
+            ttl: requested_ttl(form)?,
+            remote_addr,
+        })
+    }
+
+    /// Authenticates the client and issues its token, inside the caller's write transaction
+    /// (a group commit's savepoint).
+    pub fn issue(
+        self,
+        conn: &mut DbConnection,
+        tokens: &TokenService,
+        settings: &Settings,
+        authenticate: Authenticate,
+    ) -> Result<Granted, OAuthError> {
         let client = authenticate(conn)?;
         let account = &client.account;
         let id = account.identity_id;
         let now = time::now();
-        // Row lock: a concurrent revocation of the account waits for this token, or this
-        // grant sees it revoked.
-        if identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
+        // Shared row lock: grants of one account run side by side, a concurrent revocation of
+        // it waits for this token (and then revokes it), or this grant sees it revoked.
+        if !identities::share_lock_unrevoked(conn, id, SERVICE_ACCOUNT)? {
             return Err(OAuthError::invalid_client(format!(
                 "service account {id} is revoked; its client credentials no longer work"
             )));
         }
-        if let Some(scope) = asked {
+        if let Some(scope) = self.asked {
             if scope != account.scope {
                 return Err(OAuthError::new(
                     OAuthCode::InvalidScope,
@@ -142,7 +156,7 @@ pub fn client_credentials(
                 ));
             }
         }
-        let ttl = settings.scopes.resolve(account.scope, ttl.clone())?;
+        let ttl = settings.scopes.resolve(account.scope, self.ttl)?;
         let subject = TokenSubject {
             identity_id: id,
             identity_type: IdentityType::ServiceAccount,
@@ -153,7 +167,7 @@ pub fn client_credentials(
         };
         let actor = Actor {
             identity_id: Some(id),
-            remote_addr: remote_addr.clone(),
+            remote_addr: self.remote_addr,
         };
         let minted = issue_granted(
             conn,
@@ -171,7 +185,7 @@ pub fn client_credentials(
             scope: account.scope,
             response: response(minted, account.scope, None),
         })
-    })
+    }
 }
 
 /// The metadata of an exchanged token: the subject's own for the same scope; for another

@@ -26,7 +26,7 @@ pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"]
     "response_types_supported": []
 }))]
 pub struct ServerMetadata {
-    /// `TOKEND_ISSUER`, the `iss` of every token.
+    /// `TOKEND_ISSUER` (the `iss` of every token) when it is a URL, else the base URL.
     pub issuer: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
@@ -51,8 +51,18 @@ impl ServerMetadata {
             crate::config::JwtAlgorithm::EdDsa => "EdDSA",
             crate::config::JwtAlgorithm::Hs256 { .. } => "HS256",
         };
+        // RFC 8414 §2: the issuer identifier is an https URL that the well-known path hangs
+        // from. tokend's `iss` is a URL when TOKEND_ISSUER is set to one (recommended); the
+        // default `tokend` is not, so the document names the base URL instead (clients such as
+        // requests-oauth2client refuse a metadata issuer that is not a URL).
+        let issuer =
+            if settings.issuer.starts_with("https://") || settings.issuer.starts_with("http://") {
+                settings.issuer.clone()
+            } else {
+                base.to_owned()
+            };
         ServerMetadata {
-            issuer: settings.issuer.clone(),
+            issuer,
             token_endpoint: format!("{base}/oauth2/token"),
             jwks_uri: format!("{base}/.well-known/jwks.json"),
             revocation_endpoint: format!("{base}/oauth2/revoke"),

@@ -190,10 +190,18 @@ async fn grant(
     match form.get("grant_type") {
         Some(grants::CLIENT_CREDENTIALS) => {
             let auth = required(auth)?;
-            with_db_oauth(state, move |s, conn| {
-                grants::client_credentials(conn, &s.tokens, &s.settings, auth, &form, remote)
-            })
-            .await
+            let grant = grants::ClientCredentialsGrant::parse(&form, remote)?;
+            // Grants arriving together share one transaction (db::group_commit): each is
+            // answered once its token's row is durable.
+            let s = state.clone();
+            let deadline = std::time::Instant::now() + state.settings.db_deadline()
+                - std::time::Duration::from_secs(1);
+            state
+                .group
+                .run(deadline, move |conn| {
+                    grant.issue(conn, &s.tokens, &s.settings, auth)
+                })
+                .await
         }
         Some(grants::JWT_BEARER) => {
             super::federation::workload_grant(state, form, auth, remote, false).await

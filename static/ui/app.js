@@ -97,6 +97,66 @@ async function rotate(account) {
   } catch (e) { say(`Rotation failed: ${e.message}`, true); }
 }
 
+// OAuth client secrets of one account: listed (never the secret), created (shown once in the
+// token dialog), revoked.
+let secretsOf = null;
+
+async function loadSecrets() {
+  const list = await api("GET", `/service-accounts/${secretsOf.identity_id}/client-secrets`);
+  $("secrets-client").textContent = `${secretsOf.name}: client_id ${list.client_id}`;
+  const container = $("secret-list");
+  if (!list.data.length) { container.replaceChildren(el("p", "No client secrets yet.")); return; }
+  const t = el("table");
+  const head = el("tr");
+  for (const h of ["Secret id", "Status", "Created", "Expires", ""]) head.append(el("th", h, { scope: "col" }));
+  const thead = el("thead");
+  thead.append(head);
+  t.append(thead);
+  const body = el("tbody");
+  for (const secret of list.data) {
+    const row = el("tr", undefined, { "data-secret": secret.secret_id });
+    row.append(el("td", secret.secret_id), el("td", secret.status, { class: secret.status === "active" ? "" : "revoked" }),
+      el("td", secret.created_at), el("td", secret.expires_at));
+    const actions = el("td", undefined, { class: "actions" });
+    if (secret.status === "active") {
+      const b = el("button", "Revoke", { type: "button", class: "danger", "aria-label": `Revoke secret ${secret.secret_id}` });
+      b.addEventListener("click", async () => {
+        try {
+          await api("DELETE", `/service-accounts/${secretsOf.identity_id}/client-secrets/${secret.secret_id}`, { reason: "revoked from the dashboard" });
+          say(`Revoked client secret ${secret.secret_id}.`);
+          await loadSecrets();
+        } catch (e) { say(`Revoking the secret failed: ${e.message}`, true); }
+      });
+      actions.append(b);
+    }
+    row.append(actions);
+    body.append(row);
+  }
+  t.append(body);
+  container.replaceChildren(t);
+}
+
+async function openSecrets(account) {
+  secretsOf = account;
+  try {
+    await loadSecrets();
+    $("secrets-dialog").showModal();
+  } catch (e) { say(`Loading the client secrets failed: ${e.message}`, true); }
+}
+
+async function createSecret(ev) {
+  ev.preventDefault();
+  const body = {};
+  if ($("secret-days").value) body.expires_in_days = Number($("secret-days").value);
+  if ($("secret-overlap").value !== "") body.overlap_seconds = Number($("secret-overlap").value) * 3600;
+  try {
+    const res = await api("POST", `/service-accounts/${secretsOf.identity_id}/client-secrets`, body);
+    await loadSecrets();
+    $("secrets-dialog").close();
+    showToken(res.client_secret, `client secret of ${res.client_id} (expires ${res.expires_at})`);
+  } catch (e) { say(`Creating the secret failed: ${e.message}`, true); }
+}
+
 function table(accounts) {
   const t = el("table");
   const head = el("tr");
@@ -114,7 +174,7 @@ function table(accounts) {
     row.append(el("td", a.last_used_at || "never"));
     const actions = el("td", undefined, { class: "actions" });
     if (a.status !== "revoked") {
-      const buttons = [["Revoke", revoke], ["Rotate", rotate], ["Mint token", mint]];
+      const buttons = [["Revoke", revoke], ["Rotate", rotate], ["Mint token", mint], ["Client secrets", openSecrets]];
       for (const [label, action] of buttons) {
         const b = el("button", label, { type: "button", "aria-label": `${label} ${a.name} (${a.identity_id})` });
         if (label === "Revoke") b.classList.add("danger");
@@ -292,5 +352,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("show-revoked").addEventListener("change", () => load().catch((e) => say(e.message, true)));
   $("warn-hours").addEventListener("change", () => load().catch((e) => say(e.message, true)));
   $("signout").addEventListener("click", signOut);
+  $("secret-form").addEventListener("submit", createSecret);
+  $("close-secrets").addEventListener("click", () => $("secrets-dialog").close());
   if (token) enter();
 });

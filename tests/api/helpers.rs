@@ -220,7 +220,12 @@ impl TestApp {
         let app = Application::build(settings.clone())
             .await
             .expect("the server starts");
-        let address = format!("http://127.0.0.1:{}", app.port());
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let address = format!("{scheme}://127.0.0.1:{}", app.port());
         let state = app.state();
         actix_web::rt::spawn(app.run_until_stopped());
         let admin_settings = settings.clone();
@@ -294,6 +299,23 @@ impl TestApp {
             .send(Method::GET, "/auth/whoami", Some(token), None)
             .await;
         (s, v)
+    }
+}
+
+// --- TLS (tests/api/tls.rs, tests/api/tls_ca.rs) ---
+impl TestApp {
+    /// A server serving HTTPS with `tls` (e.g. [`TestCa::server_tls`]); its `client` trusts
+    /// `ca` alone and presents no client certificate.
+    ///
+    /// [`TestCa::server_tls`]: crate::tls_ca::TestCa::server_tls
+    pub async fn spawn_tls(
+        backend: Backend,
+        tls: tokend::tls::TlsSettings,
+        ca: &crate::tls_ca::TestCa,
+    ) -> TestApp {
+        let mut app = Self::spawn_with(backend, |s| s.tls = Some(tls)).await;
+        app.client = ca.client();
+        app
     }
 }
 

@@ -4,6 +4,7 @@
 mod fault_proxy;
 mod helpers;
 mod pg_cluster;
+mod tls_ca;
 
 mod jwt_attacks;
 mod keys;
@@ -30,7 +31,9 @@ mod revocation;
 mod runbook;
 mod scripts;
 mod sessions;
+mod stock_clients;
 mod strict_input;
+mod tls;
 mod token_attacks;
 mod ttl;
 mod users;

@@ -124,7 +124,8 @@ async fn client_credentials_with_a_stock_client(backend: Backend) {
             seen.client_id().map(|c| c.as_str()),
             Some(client_id.as_str())
         );
-        // RFC 7009 revocation: the oauth2 crate sends it only over https (tests/api/tls.rs).
+        // RFC 7009 revocation: the oauth2 crate sends it only over https
+        // (tests/api/stock_clients.rs does that round with it).
         let (status, _, _) = post_form(
             &app,
             "/oauth2/revoke",
@@ -512,7 +513,8 @@ async fn discovery_lists_what_is_supported(backend: Backend) {
     ] {
         let (status, _, meta) = app.send(Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(meta["issuer"], app.settings.issuer);
+        // TOKEND_ISSUER is `tokend`, not a URL: the document names the base URL (RFC 8414 §2).
+        assert_eq!(meta["issuer"], app.address);
         assert_eq!(meta["token_endpoint"], app.url("/oauth2/token"), "{meta}");
         assert_eq!(meta["jwks_uri"], app.url("/.well-known/jwks.json"));
         assert_eq!(meta["revocation_endpoint"], app.url("/oauth2/revoke"));
@@ -812,6 +814,69 @@ async fn revoking_the_subject_token_revokes_what_it_minted(backend: Backend) {
     assert_eq!(code(&app.whoami(&exec).await.1), "token_revoked");
 }
 
+/// Grants that arrive together share one transaction (group commit): each still stands or
+/// falls alone, and every token acknowledged is recorded.
+async fn concurrent_grants_stand_or_fall_alone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = app.create_account(sensor("sensor:burst")).await;
+    let id = &account["identity_id"];
+    let (client_id, secret, _) = new_secret(&app, id, json!({})).await;
+    let attempts = (0..60).map(|i| {
+        let (app, client_id) = (&app, client_id.clone());
+        let secret = if i % 5 == 0 {
+            "tokend_cs_wrong".to_owned()
+        } else {
+            secret.clone()
+        };
+        async move {
+            post_form(
+                app,
+                "/oauth2/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                ],
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let mut issued = Vec::new();
+    for (i, (status, _, body)) in answers.iter().enumerate() {
+        if i % 5 == 0 {
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+                "{body}"
+            );
+        } else {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            issued.push(body["access_token"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(issued.len(), 48);
+    for token in &issued {
+        assert_eq!(app.whoami(token).await.0, StatusCode::OK);
+    }
+    let (_, detail) = app
+        .admin(Method::GET, &format!("/service-accounts/{id}"), None)
+        .await;
+    assert_eq!(
+        detail["tokens"].as_array().unwrap().len(),
+        49,
+        "the first token and every grant"
+    );
+    // Revoking the account takes every granted token with it.
+    let (status, revoked) = app
+        .admin(Method::DELETE, &format!("/service-accounts/{id}"), None)
+        .await;
+    assert_eq!(
+        (status, &revoked["revoked_tokens"]),
+        (StatusCode::OK, &json!(49))
+    );
+}
+
 async fn client_secrets_from_the_command_line(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let account = app.create_account(sensor("sensor:cli")).await;
@@ -886,4 +951,5 @@ crate::both_backends!(
     a_sensor_exchanges_its_token_for_an_execution_token,
     revoking_the_subject_token_revokes_what_it_minted,
     client_secrets_from_the_command_line,
+    concurrent_grants_stand_or_fall_alone,
 );

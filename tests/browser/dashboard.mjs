@@ -54,6 +54,31 @@ try {
   assert.match(await row.textContent(), /in 4[78]\.\d h/);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
 
+  // OAuth client secrets: create one (shown once), see it listed, revoke it.
+  await row.getByRole("button", { name: /^Client secrets/ }).click();
+  const secrets = page.getByRole("dialog", { name: "OAuth client secrets" });
+  await secrets.waitFor();
+  await secrets.getByText("No client secrets yet.").waitFor();
+  await secrets.getByRole("button", { name: "New secret" }).click();
+  await page.getByRole("dialog", { name: /New token: client secret of sa-/ }).waitFor();
+  const clientSecret = await page.locator("#new-token").inputValue();
+  assert.match(clientSecret, /^tokend_cs_/);
+  const accountId = await row.getAttribute("data-id");
+  const granted = await fetch(`${url}/oauth2/token`, {
+    method: "POST",
+    headers: { Authorization: `Basic ${Buffer.from(`sa-${accountId}:${clientSecret}`).toString("base64")}`, "Content-Type": "application/x-www-form-urlencoded" },
+    body: "grant_type=client_credentials",
+  });
+  assert.equal(granted.status, 200, "the secret shown gets a token");
+  await page.getByRole("button", { name: "Done" }).click();
+  await row.getByRole("button", { name: /^Client secrets/ }).click();
+  const secretRow = secrets.locator("tr[data-secret]");
+  await secretRow.waitFor();
+  assert.match(await secretRow.textContent(), /active/);
+  await secretRow.getByRole("button", { name: /^Revoke secret/ }).click();
+  await secrets.locator("tr[data-secret]", { hasText: "revoked" }).waitFor();
+  await secrets.getByRole("button", { name: "Close" }).click();
+
   // Revoke it with a reason, and see it revoked.
   await row.getByRole("button", { name: /^Revoke/ }).click();
   await page.getByLabel("Reason").fill("browser test");
