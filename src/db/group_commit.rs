@@ -13,7 +13,7 @@
 //! its commit after the earliest deadline among its jobs rolls back whole (every job of it is
 //! then answered unavailable, and none takes effect).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
@@ -27,6 +27,9 @@ pub const MAX_BATCH: usize = 256;
 trait Job: Send {
     /// When its caller stops waiting.
     fn deadline(&self) -> Instant;
+    /// The row it locks first (an identity id): a batch runs its jobs in this order, so that
+    /// writers committing side by side always lock rows in the same order and never deadlock.
+    fn key(&self) -> i64;
     /// Runs in its own savepoint of the batch's transaction; `true` if it succeeded (its
     /// changes stay in the batch).
     fn run(&mut self, conn: &mut DbConnection) -> bool;
@@ -62,6 +65,7 @@ impl DbFailure {
 }
 
 struct TypedJob<T, E, F> {
+    key: i64,
     work: Option<F>,
     result: Option<Result<T, E>>,
     deadline: Instant,
@@ -76,6 +80,10 @@ where
 {
     fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    fn key(&self) -> i64 {
+        self.key
     }
 
     fn run(&mut self, conn: &mut DbConnection) -> bool {
@@ -102,24 +110,35 @@ where
     }
 }
 
-/// The handle to one writer thread.
+/// The handle to the writer threads.
 pub struct GroupCommit {
     jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
+/// The jobs waiting, shared by the writers: each takes what is there when it is free.
+type Queue = Arc<Mutex<mpsc::Receiver<Box<dyn Job>>>>;
+
 impl GroupCommit {
-    /// Starts the writer thread on connections of `pool`. It ends when the handle is dropped.
-    pub fn start(pool: Pool) -> std::io::Result<GroupCommit> {
+    /// Starts `writers` writer threads on connections of `pool` (SQLite has one writer at a
+    /// time, so one is enough there; on PostgreSQL several batches commit side by side, each
+    /// paying its round trips while the others wait for theirs). They end when the handle is
+    /// dropped.
+    pub fn start(pool: Pool, writers: usize) -> std::io::Result<GroupCommit> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new()
-            .name("tokend-group-commit".into())
-            .spawn(move || writer(pool, queue))?;
+        let queue: Queue = Arc::new(Mutex::new(queue));
+        for i in 0..writers.max(1) {
+            let (pool, queue) = (pool.clone(), queue.clone());
+            std::thread::Builder::new()
+                .name(format!("tokend-group-commit-{i}"))
+                .spawn(move || writer(pool, queue))?;
+        }
         Ok(GroupCommit { jobs })
     }
 
     /// Runs `work` in the next batch's transaction and answers once the batch is committed
-    /// (or failed), or when `deadline` passes (unavailable).
-    pub async fn run<T, E, F>(&self, deadline: Instant, work: F) -> Result<T, E>
+    /// (or failed), or when `deadline` passes (unavailable). `key` is the row `work` locks
+    /// first (see [`Job::key`]); it must lock no other row of that table.
+    pub async fn run<T, E, F>(&self, deadline: Instant, key: i64, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
@@ -127,6 +146,7 @@ impl GroupCommit {
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = TypedJob {
+            key,
             work: Some(work),
             result: None,
             deadline,
@@ -150,15 +170,23 @@ impl GroupCommit {
     }
 }
 
-fn writer(pool: Pool, queue: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+/// The next batch: the first job to arrive and whatever waits behind it. `None`: the handle
+/// is gone.
+fn next_batch(queue: &Queue) -> Option<Vec<Box<dyn Job>>> {
+    let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let first = queue.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
+    }
+    Some(batch)
+}
+
+fn writer(pool: Pool, queue: Queue) {
+    while let Some(batch) = next_batch(&queue) {
         let now = Instant::now();
         let (late, mut batch): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|j| j.deadline() <= now);
@@ -171,6 +199,7 @@ fn writer(pool: Pool, queue: mpsc::Receiver<Box<dyn Job>>) {
         if batch.is_empty() {
             continue;
         }
+        batch.sort_by_key(|j| j.key());
         crate::telemetry::group_commit_batch(batch.len());
         let outcome = commit_batch(&pool, &mut batch);
         for job in batch {

@@ -125,22 +125,22 @@ impl ClientCredentialsGrant {
         })
     }
 
-    /// Authenticates the client and issues its token, inside the caller's write transaction
-    /// (a group commit's savepoint).
+    /// Issues the authenticated client's token, inside the caller's write transaction (a
+    /// group commit's savepoint). It locks the account's row first and no other identity row.
     pub fn issue(
         self,
         conn: &mut DbConnection,
         tokens: &TokenService,
         settings: &Settings,
-        authenticate: Authenticate,
+        client: &AuthenticatedClient,
     ) -> Result<Granted, OAuthError> {
-        let client = authenticate(conn)?;
         let account = &client.account;
         let id = account.identity_id;
         let now = time::now();
-        // Shared row lock: grants of one account run side by side, a concurrent revocation of
-        // it waits for this token (and then revokes it), or this grant sees it revoked.
-        if !identities::share_lock_unrevoked(conn, id, SERVICE_ACCOUNT)? {
+        // Row lock: a concurrent revocation of the account waits for this token (and then
+        // revokes it), or this grant sees it revoked. Client authentication ran before, off
+        // the writer: a secret revoked in between still issues this one token.
+        if identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
             return Err(OAuthError::invalid_client(format!(
                 "service account {id} is revoked; its client credentials no longer work"
             )));

@@ -191,6 +191,10 @@ async fn grant(
         Some(grants::CLIENT_CREDENTIALS) => {
             let auth = required(auth)?;
             let grant = grants::ClientCredentialsGrant::parse(&form, remote)?;
+            // Authentication reads only: it runs on the pool, side by side with others.
+            let client = with_db_oauth(state, move |_, conn| auth(conn))
+                .await
+                .map_err(|e| e.with_basic_challenge(basic))?;
             // Grants arriving together share one transaction (db::group_commit): each is
             // answered once its token's row is durable.
             let s = state.clone();
@@ -198,8 +202,8 @@ async fn grant(
                 - std::time::Duration::from_secs(1);
             state
                 .group
-                .run(deadline, move |conn| {
-                    grant.issue(conn, &s.tokens, &s.settings, auth)
+                .run(deadline, client.account.identity_id, move |conn| {
+                    grant.issue(conn, &s.tokens, &s.settings, &client)
                 })
                 .await
         }

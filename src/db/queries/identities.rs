@@ -129,29 +129,6 @@ pub fn lock_unrevoked(
     .execute(conn)
 }
 
-/// Whether an identity of this type exists unrevoked and enabled, holding a *shared* lock on
-/// its row (PostgreSQL) for the rest of the transaction: grants of one account run side by
-/// side, while a revocation of it (an update) waits for them, and a grant after it sees it.
-/// SQLite: the write transaction already excludes every other writer.
-pub fn share_lock_unrevoked(
-    conn: &mut DbConnection,
-    id: i64,
-    identity_type: &str,
-) -> QueryResult<bool> {
-    let query = identity::table
-        .filter(identity::id.eq(id))
-        .filter(identity::identity_type.eq(identity_type))
-        .filter(identity::revoked_at.is_null())
-        .filter(identity::disabled_at.is_null())
-        .select(identity::id);
-    // One arm per backend: only PostgreSQL has FOR SHARE.
-    let found = match conn {
-        DbConnection::Pg(c) => query.for_share().first::<i64>(c).optional()?,
-        DbConnection::Sqlite(c) => query.first::<i64>(c).optional()?,
-    };
-    Ok(found.is_some())
-}
-
 /// Touches an identity, revoked or not, locking its row (PostgreSQL) for the rest of the
 /// transaction. Returns 0 when it is missing.
 pub fn lock(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
