@@ -10,7 +10,14 @@ use crate::config::Settings;
 use crate::scope::Scope;
 
 /// The client authentication methods of the token, revocation and introspection endpoints.
-pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+pub const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
+/// The algorithms client assertions may be signed with.
+pub const ASSERTION_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
 
 /// RFC 8414 §2 metadata.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,6 +43,8 @@ pub struct ServerMetadata {
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// What `private_key_jwt` assertions may be signed with.
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
     /// The signing algorithm of issued tokens (`EdDSA` or `HS256`).
     pub token_signing_alg_values_supported: Vec<&'static str>,
     pub scopes_supported: Vec<&'static str>,
@@ -71,6 +80,7 @@ impl ServerMetadata {
             token_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
             revocation_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
             introspection_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
+            token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGS.to_vec(),
             token_signing_alg_values_supported: vec![alg],
             scopes_supported: Scope::ALL.iter().map(|s| s.as_str()).collect(),
             response_types_supported: Vec::new(),

@@ -2,7 +2,9 @@
 //! exchange), client authentication, the client credentials of service accounts, RFC 6749
 //! errors and the server metadata. The HTTP handlers are in `routes/oauth.rs`.
 
+pub mod assertion;
 pub mod client_auth;
+pub mod client_keys;
 pub mod clients;
 pub mod error;
 pub mod form;

@@ -1,5 +1,6 @@
-//! `/service-accounts/{id}/client-secrets`: the OAuth 2.0 client credentials of a service
-//! account. A secret is shown once, at creation; listings show only ids and times.
+//! `/service-accounts/{id}/client-secrets` and `/service-accounts/{id}/jwks`: the OAuth 2.0
+//! client credentials of a service account, secrets or public keys. A secret is shown once,
+//! at creation; listings show only ids and times.
 
 use std::time::Duration;
 
@@ -10,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::extract::{json_response, OptionalJson};
+use super::extract::{json_response, JsonObject, OptionalJson};
 use super::service_accounts::{account_id, RevokeRequest};
 use crate::accounts::Reason;
 use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::oauth::client_keys::{self, KeySource};
 use crate::oauth::clients::{
     self, ClientSecretInfo, SecretRequest, DEFAULT_SECRET_DAYS, MAX_OVERLAP_SECS, MAX_SECRET_DAYS,
 };
@@ -212,4 +214,99 @@ pub async fn revoke(
         revoked_at: revoked.info.revoked_at.unwrap_or_else(Utc::now),
         already_revoked: revoked.already_revoked,
     }))
+}
+
+/// The public keys for `private_key_jwt`: inline, or where the client publishes them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "client-key-1"}]}}),
+    json!({"jwks_uri": "https://sensor.example.com/.well-known/jwks.json"}),
+))]
+pub struct RegisterKeysRequest {
+    /// A JWKS of public keys (RS256 ≥ 2048 bits, ES256, EdDSA); never a private key.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<Value>,
+    /// https (http only on the loopback); fetched and cached like a trusted issuer's.
+    pub jwks_uri: Option<String>,
+}
+
+/// Registers (or replaces) the public keys the account's client signs its assertions with
+/// (`private_key_jwt`): no shared secret at all.
+#[utoipa::path(put, path = "/service-accounts/{id}/jwks", tag = "oauth2",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "identity id")),
+    request_body = RegisterKeysRequest,
+    responses(
+        (status = 200, description = "the registered keys", body = crate::oauth::client_keys::ClientKeys),
+        (status = 400, description = "not exactly one of jwks and jwks_uri, no usable public key, a private key, a bad URL", body = ErrorBody),
+        (status = 401, description = "missing or bad token", body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody),
+        (status = 404, description = "no such service account", body = ErrorBody),
+        (status = 409, description = "the account is revoked", body = ErrorBody),
+    ))]
+pub async fn register_keys(
+    state: web::Data<AppState>,
+    Admin(principal): Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonObject<RegisterKeysRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = account_id(&path)?;
+    let body = body.into_inner();
+    let source = KeySource::parse(body.jwks, body.jwks_uri)?;
+    let actor = principal.actor(&req);
+    let keys = with_db(&state, move |_, conn| {
+        client_keys::register(conn, id, source, &actor)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+/// The public keys registered for the account's client (404 when none).
+#[utoipa::path(get, path = "/service-accounts/{id}/jwks", tag = "oauth2",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "identity id")),
+    responses(
+        (status = 200, description = "the registered keys", body = crate::oauth::client_keys::ClientKeys),
+        (status = 401, description = "missing or bad token", body = ErrorBody),
+        (status = 403, description = "not an admin or viewer", body = ErrorBody),
+        (status = 404, description = "no such service account, or no keys registered", body = ErrorBody),
+    ))]
+pub async fn get_keys(
+    state: web::Data<AppState>,
+    _reader: Reader,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = account_id(&path)?;
+    let keys = with_db(&state, move |_, conn| client_keys::get(conn, id)).await?;
+    let keys = keys.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "service account {id} has no registered keys; PUT /service-accounts/{id}/jwks registers them"
+        ))
+    })?;
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+/// Forgets the account's public keys: its client assertions stop working at once.
+#[utoipa::path(delete, path = "/service-accounts/{id}/jwks", tag = "oauth2",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "identity id")),
+    responses(
+        (status = 200, description = "removed (or there were none)", body = Object, example = json!({"client_id": "sa-42", "removed": true})),
+        (status = 401, description = "missing or bad token", body = ErrorBody),
+        (status = 403, description = "not an admin", body = ErrorBody),
+        (status = 404, description = "no such service account", body = ErrorBody),
+    ))]
+pub async fn remove_keys(
+    state: web::Data<AppState>,
+    Admin(principal): Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = account_id(&path)?;
+    let actor = principal.actor(&req);
+    let removed = with_db(&state, move |_, conn| client_keys::remove(conn, id, &actor)).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"client_id": clients::client_id(id), "removed": removed})))
 }

@@ -113,6 +113,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(oauth::openid_configuration)),
         )
         .service(
+            resource("/service-accounts/{id}/jwks", "GET, PUT, DELETE")
+                .route(web::get().to(client_secrets::get_keys))
+                .route(web::put().to(client_secrets::register_keys))
+                .route(web::delete().to(client_secrets::remove_keys)),
+        )
+        .service(
             resource("/service-accounts/{id}/client-secrets", "GET, POST")
                 .route(web::get().to(client_secrets::list))
                 .route(web::post().to(client_secrets::create)),

@@ -12,6 +12,10 @@ use super::introspect::IntrospectResponse;
 use crate::accounts::{self, TokenOwner};
 use crate::app::{with_db, AppState};
 use crate::db::DbConnection;
+use crate::error::Code;
+use crate::federation::{Jwks, JwksError};
+use crate::oauth::assertion;
+use crate::oauth::client_keys::{self, KeySource};
 use crate::oauth::clients::{self, AuthenticatedClient};
 use crate::oauth::error::OAuthErrorBody;
 use crate::oauth::grants::{self, Authenticate, TokenResponse};
@@ -95,8 +99,13 @@ fn grant_label(grant_type: Option<&str>) -> &'static str {
 }
 
 /// The check of the request's client credentials, to run inside the grant's transaction;
-/// `None` when the request carries none.
-fn authenticator(credentials: ClientCredentials) -> Result<Option<Authenticate>, OAuthError> {
+/// `None` when the request carries none. A client assertion is verified here first (its key
+/// may have to be fetched); only counting its one use waits for the transaction.
+async fn authenticator(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    credentials: ClientCredentials,
+) -> Result<Option<Authenticate>, OAuthError> {
     let basic = credentials.is_basic();
     match credentials {
         ClientCredentials::None => Ok(None),
@@ -108,18 +117,86 @@ fn authenticator(credentials: ClientCredentials) -> Result<Option<Authenticate>,
             clients::authenticate_secret(conn, &client_id, &secret, method)
                 .map_err(|e| e.with_basic_challenge(basic))
         }))),
-        ClientCredentials::Assertion { .. } => Err(OAuthError::invalid_client(
-            "client assertions (private_key_jwt) are not supported by this server yet; \
-             use client_secret_basic or client_secret_post",
-        )),
+        ClientCredentials::Assertion {
+            client_id,
+            assertion: jwt,
+        } => {
+            let verified = verify_assertion(state, req, client_id.as_deref(), &jwt).await?;
+            Ok(Some(Box::new(move |conn: &mut DbConnection| {
+                assertion::authenticate(conn, &verified)
+            })))
+        }
     }
+}
+
+/// `private_key_jwt`: finds the client's registered key and checks the assertion with it.
+async fn verify_assertion(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    client_id: Option<&str>,
+    jwt: &str,
+) -> Result<assertion::VerifiedAssertion, OAuthError> {
+    let peeked = assertion::peek(jwt, client_id)?;
+    let id = peeked.identity_id;
+    let keys = with_db_oauth(state, move |_, conn| {
+        client_keys::get(conn, id).map_err(|e| match e.code() {
+            Code::NotFound => {
+                OAuthError::invalid_client("client authentication failed: unknown client_id")
+            }
+            _ => OAuthError::from(e),
+        })
+    })
+    .await?;
+    let source = keys.and_then(|k| k.source()).ok_or_else(|| {
+        OAuthError::invalid_client(format!(
+            "client {} has no registered public keys for private_key_jwt (PUT /service-accounts/{id}/jwks)",
+            peeked.client_id
+        ))
+    })?;
+    let found = match source {
+        KeySource::Inline(set) => Jwks::parse(&set)
+            .map_err(|e| OAuthError::invalid_client(format!("the client's registered jwks: {e}")))?
+            .find(peeked.kid.as_deref(), peeked.alg),
+        KeySource::Uri(url) => {
+            state
+                .jwks
+                .key_for(&url, peeked.kid.as_deref(), peeked.alg)
+                .await
+        }
+    };
+    let key = found.map_err(|e| match e {
+        JwksError::Unavailable(why) => OAuthError::new(
+            OAuthCode::TemporarilyUnavailable,
+            format!("the client's keys cannot be fetched now: {why}"),
+        )
+        .retry_after(5),
+        other => OAuthError::invalid_client(format!(
+            "no registered key of client {} verifies this assertion: {other}",
+            peeked.client_id
+        )),
+    })?;
+    let base = base_url(state, req);
+    let audiences: Vec<String> = ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect", ""]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .chain(std::iter::once(state.settings.issuer.clone()))
+        .collect();
+    assertion::verify(
+        jwt,
+        &key,
+        &peeked,
+        &audiences,
+        state.settings.leeway,
+        chrono::Utc::now().timestamp(),
+    )
 }
 
 fn required(auth: Option<Authenticate>) -> Result<Authenticate, OAuthError> {
     auth.ok_or_else(|| {
         OAuthError::invalid_client(
             "client authentication is required: send the client_id and client_secret with HTTP \
-             Basic (or as client_id and client_secret form parameters)",
+             Basic (or as client_id and client_secret form parameters), or a client assertion \
+             (private_key_jwt)",
         )
     })
 }
@@ -185,7 +262,9 @@ async fn grant(
     let form = form?;
     let credentials = ClientCredentials::from_request(req, &form)?;
     let basic = credentials.is_basic();
-    let auth = authenticator(credentials).map_err(|e| e.with_basic_challenge(basic))?;
+    let auth = authenticator(state, req, credentials)
+        .await
+        .map_err(|e| e.with_basic_challenge(basic))?;
     let remote = client_ip(req).map(|ip| ip.to_string());
     match form.get("grant_type") {
         Some(grants::CLIENT_CREDENTIALS) => {
@@ -242,7 +321,8 @@ async fn authenticated_client(
 ) -> Result<AuthenticatedClient, OAuthError> {
     let credentials = ClientCredentials::from_request(req, form)?;
     let basic = credentials.is_basic();
-    let auth = required(authenticator(credentials)?).map_err(|e| e.with_basic_challenge(basic))?;
+    let auth = required(authenticator(state, req, credentials).await?)
+        .map_err(|e| e.with_basic_challenge(basic))?;
     with_db_oauth(state, move |_, conn| auth(conn)).await
 }
 

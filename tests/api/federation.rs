@@ -25,17 +25,17 @@ const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// A signing key of the test's issuer and its public JWK.
-struct Key {
-    kid: String,
+pub(crate) struct Key {
+    pub(crate) kid: String,
     alg: Algorithm,
     encoding: EncodingKey,
-    jwk: Value,
+    pub(crate) jwk: Value,
     /// What an attacker would use as an HMAC secret: the public key's bytes.
-    public_bytes: Vec<u8>,
+    pub(crate) public_bytes: Vec<u8>,
 }
 
 impl Key {
-    fn rsa(kid: &str) -> Key {
+    pub(crate) fn rsa(kid: &str) -> Key {
         use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
         use rsa::traits::PublicKeyParts;
         let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
@@ -55,7 +55,7 @@ impl Key {
         }
     }
 
-    fn es256(kid: &str) -> Key {
+    pub(crate) fn es256(kid: &str) -> Key {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         use p256::pkcs8::EncodePrivateKey;
         let key = p256::SecretKey::random(&mut OsRng);
@@ -71,7 +71,7 @@ impl Key {
         }
     }
 
-    fn ed25519(kid: &str) -> Key {
+    pub(crate) fn ed25519(kid: &str) -> Key {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
         let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
         let public = key.verifying_key().to_bytes();
@@ -84,7 +84,7 @@ impl Key {
         }
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
@@ -100,7 +100,7 @@ struct Published {
 }
 
 /// An OIDC issuer run by the test: its URL (the `iss`), its JWKS on `/jwks`.
-struct ExternalIssuer {
+pub(crate) struct ExternalIssuer {
     url: String,
     published: Arc<Published>,
 }
@@ -117,7 +117,7 @@ async fn serve_jwks(published: web::Data<Published>) -> HttpResponse {
 }
 
 impl ExternalIssuer {
-    async fn start(keys: &[&Key]) -> ExternalIssuer {
+    pub(crate) async fn start(keys: &[&Key]) -> ExternalIssuer {
         let published = Arc::new(Published {
             jwks: Mutex::new(Value::Null),
             fetches: AtomicUsize::new(0),
@@ -145,12 +145,12 @@ impl ExternalIssuer {
         issuer
     }
 
-    fn jwks_uri(&self) -> String {
+    pub(crate) fn jwks_uri(&self) -> String {
         format!("{}/jwks", self.url)
     }
 
     /// Replaces the published keys (a rotation at the issuer).
-    fn publish(&self, keys: &[&Key]) {
+    pub(crate) fn publish(&self, keys: &[&Key]) {
         *self.published.jwks.lock().unwrap() =
             json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
     }
@@ -161,11 +161,11 @@ impl ExternalIssuer {
         key.sign(&k8s_claims(&self.url, "sensors", sa, "tokend"))
     }
 
-    fn fetches(&self) -> usize {
+    pub(crate) fn fetches(&self) -> usize {
         self.published.fetches.load(Ordering::SeqCst)
     }
 
-    fn go_down(&self) {
+    pub(crate) fn go_down(&self) {
         self.published.down.store(true, Ordering::SeqCst);
     }
 }
@@ -297,7 +297,7 @@ fn refused(status: StatusCode, body: &Value, error: &str, needle: &str) {
 }
 
 /// Short cache times, so tests can watch refetches and expiry.
-fn quick_cache(s: &mut tokend::config::Settings) {
+pub(crate) fn quick_cache(s: &mut tokend::config::Settings) {
     let cache = &mut s.oauth.jwks_cache;
     cache.min_ttl = Duration::from_secs(1);
     cache.refetch_interval = Duration::from_millis(500);
@@ -504,7 +504,7 @@ async fn key_rotation_at_the_issuer_refetches_its_keys(backend: Backend) {
 }
 
 /// Signs `claims` with `key` but says `alg` in the header (and keeps the kid).
-fn with_header(header: Value, payload: &Value, signature: &[u8]) -> String {
+pub(crate) fn with_header(header: Value, payload: &Value, signature: &[u8]) -> String {
     format!(
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

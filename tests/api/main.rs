@@ -24,6 +24,7 @@ mod faults_storage;
 mod federation;
 mod oauth;
 mod openapi;
+mod private_key_jwt;
 mod proxies;
 mod push;
 mod replicas;
