@@ -1,8 +1,8 @@
 """Stock OAuth 2.0 clients against a running tokend, used exactly as their documentation
 shows, over HTTPS, with no "testing" or "insecure" switch: authlib and requests-oauth2client
 discover the endpoints from the RFC 8414 metadata, obtain tokens by client_credentials with
-client_secret_basic and client_secret_post, introspect them (RFC 7662) and revoke them
-(RFC 7009).
+client_secret_basic and client_secret_post (and requests-oauth2client with private_key_jwt),
+introspect them (RFC 7662) and revoke them (RFC 7009).
 
 Run by tests/api/stock_clients.rs, which starts tokend with a test CA and reads the JSON this
 prints (the tokens obtained, so it can check on the server that they are revoked):
@@ -18,11 +18,13 @@ import sys
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from requests_oauth2client import ClientSecretBasic, ClientSecretPost, OAuth2Client
+from requests_oauth2client import ClientSecretBasic, ClientSecretPost, OAuth2Client, PrivateKeyJwt
 
 METADATA_URL = os.environ["TOKEND_OAUTH_METADATA"]
 CLIENTS = json.loads(os.environ["TOKEND_OAUTH_CLIENTS"])  # [[client_id, client_secret], ...]
 SCOPE = os.environ.get("TOKEND_OAUTH_SCOPE", "sensor")
+# Optional: [client_id, private JWK] of a client that authenticates with private_key_jwt.
+KEYED = json.loads(os.environ.get("TOKEND_OAUTH_KEYED_CLIENT", "null"))
 
 
 def check(condition, what):
@@ -32,7 +34,10 @@ def check(condition, what):
 
 
 def with_requests_oauth2client(client_id, secret, method):
-    auth = (ClientSecretBasic if method == "client_secret_basic" else ClientSecretPost)(client_id, secret)
+    if method == "private_key_jwt":
+        auth = PrivateKeyJwt(client_id, secret)  # secret: the private JWK; each request signs a new assertion
+    else:
+        auth = (ClientSecretBasic if method == "client_secret_basic" else ClientSecretPost)(client_id, secret)
     client = OAuth2Client.from_discovery_endpoint(METADATA_URL, auth=auth)
     token = client.client_credentials(scope=SCOPE)
     check(token.expires_in and token.expires_in > 0, f"requests-oauth2client {method}: no expires_in")
@@ -73,4 +78,8 @@ for (client_id, secret), method in zip(CLIENTS, ["client_secret_basic", "client_
     tokens.append({"library": "requests-oauth2client", "method": method,
                    "token": with_requests_oauth2client(client_id, secret, method)})
     tokens.append({"library": "authlib", "method": method, "token": with_authlib(client_id, secret, method)})
+if KEYED:
+    client_id, private_jwk = KEYED
+    tokens.append({"library": "requests-oauth2client", "method": "private_key_jwt",
+                   "token": with_requests_oauth2client(client_id, private_jwk, "private_key_jwt")})
 print(json.dumps(tokens))

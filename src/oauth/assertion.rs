@@ -82,14 +82,11 @@ pub fn verify(
     validation.set_audience(audiences);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     validation.leeway = leeway.as_secs();
-    let data = jsonwebtoken::decode::<Map<String, Value>>(
-        assertion,
-        key.decoding_key(),
-        &validation,
-    )
-    .map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        refused(match e.kind() {
+    let data =
+        jsonwebtoken::decode::<Map<String, Value>>(assertion, key.decoding_key(), &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                refused(match e.kind() {
             ErrorKind::InvalidSignature => {
                 "the client assertion's signature does not verify with the client's registered keys"
                     .to_owned()
@@ -110,7 +107,7 @@ pub fn verify(
             }
             _ => format!("the client assertion is not valid: {e}"),
         })
-    })?;
+            })?;
     let claims = data.claims;
     let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
     let longest = i64::try_from(MAX_ASSERTION_LIFE.as_secs()).unwrap_or(600);

@@ -532,7 +532,11 @@ async fn discovery_lists_what_is_supported(backend: Backend) {
         );
         assert_eq!(
             meta["token_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
         );
     }
     // Every endpoint it names answers.

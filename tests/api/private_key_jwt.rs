@@ -22,19 +22,8 @@ fn claims(app: &TestApp, client_id: &str) -> Value {
 }
 
 async fn post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let res = app
-        .client
-        .post(app.url(path))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let (status, _, body) = crate::oauth::post_form(app, path, form).await;
+    (status, body)
 }
 
 async fn grant(app: &TestApp, assertion: &str) -> (StatusCode, Value) {

@@ -1,6 +1,7 @@
 //! Stock Python OAuth 2.0 clients, unchanged, over HTTPS with a CA made by the test:
 //! authlib and requests-oauth2client discover the endpoints, obtain tokens by
-//! client_credentials (client_secret_basic and client_secret_post), introspect and revoke them
+//! client_credentials (client_secret_basic, client_secret_post, and private_key_jwt with
+//! requests-oauth2client), introspect and revoke them
 //! (`scripts/oauth_clients.py`). Needs `TOKEND_TEST_PYTHON`, a python with both libraries
 //! (.ci/run provides one).
 
@@ -39,6 +40,24 @@ async fn authlib_and_requests_oauth2client(backend: Backend) {
         assert_eq!(status, StatusCode::CREATED, "{created}");
         clients.push(json!([created["client_id"], created["client_secret"]]));
     }
+    // A third client with no secret at all: private_key_jwt with an Ed25519 key.
+    let keyed = app.create_account(sensor("sensor:keyed")).await;
+    let signing = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let b64 =
+        |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let public = json!({"kty": "OKP", "crv": "Ed25519", "kid": "py-1", "alg": "EdDSA",
+        "x": b64(&signing.verifying_key().to_bytes())});
+    let mut private = public.clone();
+    private["d"] = json!(b64(&signing.to_bytes()));
+    let (status, body) = app
+        .admin(
+            Method::PUT,
+            &format!("/service-accounts/{}/jwks", keyed["identity_id"]),
+            Some(&json!({"jwks": {"keys": [public]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keyed_client = json!([format!("sa-{}", keyed["identity_id"]), private]);
     let ca_path = ca.ca_pem_path();
     let mut cmd = std::process::Command::new(python);
     cmd.arg(concat!(
@@ -50,13 +69,14 @@ async fn authlib_and_requests_oauth2client(backend: Backend) {
         app.url("/.well-known/oauth-authorization-server"),
     )
     .env("TOKEND_OAUTH_CLIENTS", Value::Array(clients).to_string())
+    .env("TOKEND_OAUTH_KEYED_CLIENT", keyed_client.to_string())
     // requests' own way to trust a CA: no switch in either library.
     .env("REQUESTS_CA_BUNDLE", &ca_path)
     .env_remove("AUTHLIB_INSECURE_TRANSPORT");
     let (status, stdout, stderr) = crate::helpers::run_command(cmd).await;
     assert_eq!(status, 0, "oauth_clients.py failed:\n{stderr}\n{stdout}");
     let tokens: Vec<Value> = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(tokens.len(), 4, "{stdout}");
+    assert_eq!(tokens.len(), 5, "{stdout}");
     for t in &tokens {
         let (status, body) = app.whoami(t["token"].as_str().unwrap()).await;
         assert_eq!(
