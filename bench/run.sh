@@ -156,6 +156,17 @@ run_tokend_suite() { # LABEL DATABASE_URL(or empty) ALG
       basic=$(printf 'sa-%s:%s' "$account" "$secret" | base64 -w0)
       load "oauth_cc_$label" "$url/oauth2/token" BENCH_METHOD=POST BENCH_FIXED_HEADER="Authorization: Basic $basic" \
         BENCH_BODY='grant_type=client_credentials' BENCH_CONTENT_TYPE=application/x-www-form-urlencoded
+      # Workload federation: Kubernetes-shaped tokens of a trusted issuer (inline JWKS, so the
+      # key is warm), each used once, for 100 workload accounts.
+      "$BENCH" mint-external --count "${BENCH_EXTERNAL_TOKENS:-60000}" --issuer https://k8s.bench.example \
+        --jwks-out "$dir/external.jwks" > "$dir/external.tokens"
+      jq -n --slurpfile jwks "$dir/external.jwks" '{issuer: "https://k8s.bench.example", jwks: $jwks[0],
+        audiences: ["tokend"], rules: [{match: {"kubernetes.io.namespace": "bench"}, scope: "sensor",
+        name: "sensor:{kubernetes.io.serviceaccount.name}", metadata: {trigger_types: ["bench"]}}]}' \
+        | curl -sf -X POST "$url/federation/issuers" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' -d @- > /dev/null
+      load "oauth_jwt_bearer_$label" "$url/oauth2/token" BENCH_METHOD=POST BENCH_TOKENS="$dir/external.tokens" BENCH_ONCE=1 \
+        BENCH_BODY_TOKENS=1 BENCH_BODY='grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion={token}' \
+        BENCH_CONTENT_TYPE=application/x-www-form-urlencoded
     fi
   fi
   rss_kib "$pid" > "$OUT/rss_after_$label.kib"

@@ -50,6 +50,18 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// An external OIDC issuer for the jwt-bearer runs: writes its public JWKS to JWKS_OUT and
+    /// prints COUNT Kubernetes-shaped projected tokens (distinct jti), one per line.
+    MintExternal {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long, default_value = "tokend")]
+        audience: String,
+        #[arg(long)]
+        jwks_out: std::path::PathBuf,
+    },
     /// Raw signature verifications per second on THREADS threads (JSON).
     Crypto {
         #[arg(long, default_value_t = 2)]
@@ -87,6 +99,15 @@ fn main() {
             scope,
             settings,
         } => mint(count, &scope, settings),
+        Command::MintExternal {
+            count,
+            issuer,
+            audience,
+            jwks_out,
+        } => {
+            mint_external(count, &issuer, &audience, &jwks_out);
+            Ok(())
+        }
         Command::Crypto { threads, seconds } => {
             crypto(threads, seconds);
             Ok(())
@@ -151,6 +172,32 @@ fn mint(count: usize, scope: &str, args: SettingsArgs) -> Result<(), String> {
         writeln!(out, "{}", minted.token).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+fn mint_external(count: usize, issuer: &str, audience: &str, jwks_out: &std::path::Path) {
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "bench-1", "alg": "EdDSA", "x": x}]});
+    std::fs::write(jwks_out, jwks.to_string()).expect("the JWKS file");
+    let der = key.to_pkcs8_der().expect("a PKCS#8 key");
+    let encoding = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("bench-1".into());
+    let now = chrono::Utc::now().timestamp();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..count {
+        let sa = format!("bench-{}", i % 100);
+        let claims = json!({
+            "iss": issuer, "aud": [audience], "sub": format!("system:serviceaccount:bench:{sa}"),
+            "iat": now, "nbf": now, "exp": now + 3600, "jti": uuid::Uuid::new_v4().to_string(),
+            "kubernetes.io": {"namespace": "bench", "serviceaccount": {"name": sa, "uid": "u"},
+                "pod": {"name": format!("{sa}-pod"), "uid": "p"}},
+        });
+        let token = jsonwebtoken::encode(&header, &claims, &encoding).expect("a token");
+        let _ = writeln!(out, "{token}");
+    }
 }
 
 fn crypto(threads: usize, seconds: f64) {

@@ -152,15 +152,15 @@ impl Application {
         let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
         let push = crate::tokens::push::start(&settings).map_err(StartError::Config)?;
-        // One writer: SQLite has one writer at a time anyway, and on PostgreSQL four writers
-        // measured slower than one for a busy client (475 against 599 grants/s, bench/README.md):
-        // its grants queue on the account's row lock across writers, each batch holding it
-        // until its commit.
+        // SQLite: one writer (SQLite has one at a time anyway). PostgreSQL: no writer, each
+        // grant in its own transaction (see GroupCommit::parallel).
         let writers = 1;
-        let group = crate::db::group_commit::GroupCommit::start(opened.pool.clone(), writers)
-            .map_err(|e| {
-                StartError::Config(format!("cannot start the group-commit writers: {e}"))
-            })?;
+        let group = crate::db::group_commit::GroupCommit::start_with(
+            opened.pool.clone(),
+            writers,
+            settings.database.is_postgres(),
+        )
+        .map_err(|e| StartError::Config(format!("cannot start the group-commit writers: {e}")))?;
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),

@@ -144,7 +144,17 @@ pub fn issue_in_transaction(
     now: DateTime<Utc>,
     actor: &Actor,
 ) -> Result<MintedToken, ApiError> {
-    issue_with_lineage(conn, tokens, subject, ttl, now, actor, Lineage::First, None)
+    issue_with_lineage(
+        conn,
+        tokens,
+        subject,
+        ttl,
+        now,
+        actor,
+        Lineage::First,
+        None,
+        true,
+    )
 }
 
 /// [`issue_in_transaction`] for a token refreshed from `parent`: it joins the parent's
@@ -167,6 +177,7 @@ pub fn issue_refreshed(
         actor,
         Lineage::Refreshed(parent),
         None,
+        true,
     )
 }
 
@@ -204,6 +215,33 @@ pub fn issue_granted(
         actor,
         lineage,
         Some(grant_type),
+        true,
+    )
+}
+
+/// [`issue_granted`] that leaves the account's `expires_at` alone: for a caller holding only a
+/// shared lock on the account's row (an update there would upgrade it, and two such grants
+/// would deadlock), which brings `expires_at` forward itself after its commit.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_granted_unextended(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    subject: &TokenSubject<'_>,
+    ttl: Duration,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    grant_type: &str,
+) -> Result<MintedToken, ApiError> {
+    issue_with_lineage(
+        conn,
+        tokens,
+        subject,
+        ttl,
+        now,
+        actor,
+        Lineage::First,
+        Some(grant_type),
+        false,
     )
 }
 
@@ -217,6 +255,7 @@ fn issue_with_lineage(
     actor: &Actor,
     lineage: Lineage<'_>,
     grant_type: Option<&str>,
+    extend: bool,
 ) -> Result<MintedToken, ApiError> {
     let parent = match lineage {
         Lineage::First => None,
@@ -256,7 +295,9 @@ fn issue_with_lineage(
             parent_jti: parent.map(|p| p.jti.clone()),
         },
     )?;
-    identities::extend_expiry(conn, subject.identity_id, time::to_db(minted.expires_at))?;
+    if extend {
+        identities::extend_expiry(conn, subject.identity_id, time::to_db(minted.expires_at))?;
+    }
     let mut detail = json!({
         "parent_token_id": parent.map(|p| p.jti.as_str()),
         "scope": subject.scope.as_str(),

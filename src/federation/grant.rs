@@ -125,8 +125,23 @@ pub fn issue(
     authenticate: Option<Authenticate>,
     request: Request,
 ) -> Result<Granted, OAuthError> {
-    let spec = &issuer.spec;
     write_transaction(conn, |conn| {
+        issue_in_transaction(conn, tokens, issuer, token, outcome, authenticate, request)
+    })
+}
+
+/// [`issue`] inside the caller's write transaction (a group commit's savepoint).
+pub fn issue_in_transaction(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    issuer: &StoredIssuer,
+    token: &Verified,
+    outcome: &Outcome,
+    authenticate: Option<Authenticate>,
+    request: Request,
+) -> Result<Granted, OAuthError> {
+    let spec = &issuer.spec;
+    {
         if let Some(authenticate) = authenticate {
             authenticate(conn)?;
         }
@@ -245,6 +260,7 @@ pub fn issue(
             token_id: minted.jti,
             identity_id,
             scope: outcome.scope,
+            extend_after_commit: None,
             response: TokenResponse {
                 expires_in: (minted.expires_at - Utc::now()).num_seconds().max(0),
                 access_token: minted.token,
@@ -253,7 +269,7 @@ pub fn issue(
                 issued_token_type: request.issued_token_type,
             },
         })
-    })
+    }
 }
 
 /// The form parameters the rules decide, which a request may not set.

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::clients::AuthenticatedClient;
 use super::error::{OAuthCode, OAuthError};
 use super::form::Form;
-use crate::accounts::service::{issue_granted, Lineage};
+use crate::accounts::service::{issue_granted, issue_granted_unextended, Lineage};
 use crate::audit::Actor;
 use crate::config::Settings;
 use crate::db::queries::identities::{self, SERVICE_ACCOUNT, USER};
@@ -58,6 +58,9 @@ pub struct Granted {
     pub identity_id: i64,
     pub token_id: uuid::Uuid,
     pub scope: Scope,
+    /// The account's `expires_at` to bring forward after the commit (a grant that held only
+    /// a shared lock on the account's row could not).
+    pub extend_after_commit: Option<chrono::NaiveDateTime>,
 }
 
 /// The optional `ttl_seconds` extension, as a TTL request checked against the scope's bounds.
@@ -139,8 +142,16 @@ impl ClientCredentialsGrant {
         let now = time::now();
         // Row lock: a concurrent revocation of the account waits for this token (and then
         // revokes it), or this grant sees it revoked. Client authentication ran before, off
-        // the writer: a secret revoked in between still issues this one token.
-        if identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 0 {
+        // the writer: a secret revoked in between still issues this one token. On PostgreSQL
+        // a shared lock, so one busy client's grants run side by side; its `expires_at` is
+        // then brought forward after the commit (an update here would deadlock two grants).
+        let shared = matches!(conn, DbConnection::Pg(_));
+        let live = if shared {
+            identities::share_lock_unrevoked(conn, id, SERVICE_ACCOUNT)?
+        } else {
+            identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 1
+        };
+        if !live {
             return Err(OAuthError::invalid_client(format!(
                 "service account {id} is revoked; its client credentials no longer work"
             )));
@@ -169,20 +180,25 @@ impl ClientCredentialsGrant {
             identity_id: Some(id),
             remote_addr: self.remote_addr,
         };
-        let minted = issue_granted(
-            conn,
-            tokens,
-            &subject,
-            ttl,
-            now,
-            &actor,
-            Lineage::First,
-            CLIENT_CREDENTIALS,
-        )?;
+        let minted = if shared {
+            issue_granted_unextended(conn, tokens, &subject, ttl, now, &actor, CLIENT_CREDENTIALS)?
+        } else {
+            issue_granted(
+                conn,
+                tokens,
+                &subject,
+                ttl,
+                now,
+                &actor,
+                Lineage::First,
+                CLIENT_CREDENTIALS,
+            )?
+        };
         Ok(Granted {
             token_id: minted.jti,
             identity_id: id,
             scope: account.scope,
+            extend_after_commit: shared.then(|| time::to_db(minted.expires_at)),
             response: response(minted, account.scope, None),
         })
     }
@@ -410,6 +426,7 @@ pub fn token_exchange(
             token_id: minted.jti,
             identity_id: claims.identity_id,
             scope: target,
+            extend_after_commit: None,
             response: response(minted, target, Some(issued_type)),
         })
     })

@@ -272,20 +272,27 @@ pub(super) async fn workload_grant(
         chrono::Utc::now().timestamp(),
     )?;
     let outcome = grant::decide(&issuer, &verified, asked, ttl, &state.settings)?;
-    with_db_oauth(state, move |s, conn| {
-        grant::issue(
-            conn,
-            &s.tokens,
-            &issuer,
-            &verified,
-            &outcome,
-            auth,
-            Request {
-                grant_type,
-                issued_token_type,
-                remote_addr,
-            },
-        )
-    })
-    .await
+    // Grants arriving together share one transaction (db::group_commit). The workload's
+    // account row is found inside; one writer, so the lock order needs no key.
+    let s = state.clone();
+    let deadline = std::time::Instant::now() + state.settings.db_deadline()
+        - std::time::Duration::from_secs(1);
+    state
+        .group
+        .run(deadline, 0, move |conn| {
+            grant::issue_in_transaction(
+                conn,
+                &s.tokens,
+                &issuer,
+                &verified,
+                &outcome,
+                auth,
+                Request {
+                    grant_type,
+                    issued_token_type,
+                    remote_addr,
+                },
+            )
+        })
+        .await
 }

@@ -11,6 +11,7 @@ use super::forwarded::client_ip;
 use super::introspect::IntrospectResponse;
 use crate::accounts::{self, TokenOwner};
 use crate::app::{with_db, AppState};
+use crate::db::queries::identities;
 use crate::db::DbConnection;
 use crate::error::Code;
 use crate::federation::{Jwks, JwksError};
@@ -279,12 +280,25 @@ async fn grant(
             let s = state.clone();
             let deadline = std::time::Instant::now() + state.settings.db_deadline()
                 - std::time::Duration::from_secs(1);
-            state
+            let granted = state
                 .group
                 .run(deadline, client.account.identity_id, move |conn| {
                     grant.issue(conn, &s.tokens, &s.settings, &client)
                 })
-                .await
+                .await?;
+            if let Some(exp) = granted.extend_after_commit {
+                // At most one short update a minute per client; the token stands either way.
+                let id = granted.identity_id;
+                let slack = chrono::Duration::seconds(60);
+                let extended = with_db_oauth(state, move |_, conn| {
+                    Ok(identities::extend_expiry_coarse(conn, id, exp, slack)?)
+                })
+                .await;
+                if let Err(e) = extended {
+                    log::warn!("account {id}: expires_at not brought forward: {e}");
+                }
+            }
+            Ok(granted)
         }
         Some(grants::JWT_BEARER) => {
             super::federation::workload_grant(state, form, auth, remote, false).await

@@ -269,6 +269,53 @@ async function loadUsers() {
   container.replaceChildren(list.data.length ? usersTable(list.data) : el("p", "No users yet."));
 }
 
+function issuersTable(issuers) {
+  const t = el("table");
+  const head = el("tr");
+  for (const h of ["ID", "Issuer", "Keys", "Audiences", "Rules", "Workloads", "Actions"]) head.append(el("th", h, { scope: "col" }));
+  const thead = el("thead");
+  thead.append(head);
+  t.append(thead);
+  const body = el("tbody");
+  for (const i of issuers) {
+    const row = el("tr", undefined, { "data-issuer": i.id });
+    const rules = i.rules.map((r) => `${r.scope} ${r.name}`).join("; ");
+    row.append(el("td", i.id), el("td", i.issuer), el("td", i.jwks_uri || "inline JWKS"),
+      el("td", i.audiences.join(", ")), el("td", rules), el("td", i.workloads ?? "—"));
+    const actions = el("td", undefined, { class: "actions" });
+    const b = el("button", "Remove", { type: "button", class: "danger", "aria-label": `Remove issuer ${i.issuer}` });
+    b.addEventListener("click", async () => {
+      if (!confirm(`Remove ${i.issuer}? Its tokens are refused from then on; tokens already issued stay until revoked.`)) return;
+      try {
+        await api("DELETE", `/federation/issuers/${i.id}`);
+        say(`Removed issuer ${i.issuer}.`);
+        await loadIssuers();
+      } catch (e) { say(`Removing failed: ${e.message}`, true); }
+    });
+    actions.append(b);
+    row.append(actions);
+    body.append(row);
+  }
+  t.append(body);
+  return t;
+}
+
+async function loadIssuers() {
+  const list = await api("GET", "/federation/issuers");
+  $("issuer-list").replaceChildren(list.data.length ? issuersTable(list.data) : el("p", "No trusted issuers yet."));
+}
+
+async function addIssuer(ev) {
+  ev.preventDefault();
+  let doc;
+  try { doc = JSON.parse($("issuer-doc").value); } catch { say("The issuer must be a JSON object (see docs/oauth.md).", true); return; }
+  try {
+    const res = await api("POST", "/federation/issuers", doc);
+    say(`Added issuer ${res.issuer} (id ${res.id}).`);
+    await loadIssuers();
+  } catch (e) { say(`Adding the issuer failed: ${e.message}`, true); }
+}
+
 async function enter() {
   let me;
   try {
@@ -285,9 +332,11 @@ async function enter() {
     $("accounts").hidden = false;
     $("create").hidden = false;
     $("users").hidden = false;
+    $("issuers").hidden = false;
     $("signout").hidden = false;
     await load();
     await loadUsers();
+    await loadIssuers();
     say("");
   } catch (e) {
     say(`Loading the accounts failed: ${e.message}`, true);
@@ -353,6 +402,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("warn-hours").addEventListener("change", () => load().catch((e) => say(e.message, true)));
   $("signout").addEventListener("click", signOut);
   $("secret-form").addEventListener("submit", createSecret);
+  $("issuer-form").addEventListener("submit", addIssuer);
   $("close-secrets").addEventListener("click", () => $("secrets-dialog").close());
   if (token) enter();
 });

@@ -114,6 +114,17 @@ try {
   const refused = await fetch(`${url}/auth/whoami`, { headers: { Authorization: `Bearer ${session.token}` } });
   assert.equal(refused.status, 401, "the disabled user's session is refused");
 
+  // Trusted issuers: add one from its JSON document, see it listed, remove it.
+  const doc = { issuer: `https://k8s-${Date.now()}.example`, jwks_uri: "https://k8s.example/openid/v1/jwks", audiences: ["tokend"],
+    rules: [{ match: { "kubernetes.io.namespace": "sensors" }, scope: "sensor", name: "sensor:{kubernetes.io.serviceaccount.name}", metadata: { trigger_types: ["core.timer"] } }] };
+  await page.getByLabel("New issuer (JSON)").fill(JSON.stringify(doc));
+  await page.getByRole("button", { name: "Add issuer" }).click();
+  const issuerRow = page.locator("tr[data-issuer]", { hasText: doc.issuer });
+  await issuerRow.waitFor();
+  page.once("dialog", (d) => d.accept());
+  await issuerRow.getByRole("button", { name: `Remove issuer ${doc.issuer}` }).click();
+  await page.locator("tr[data-issuer]", { hasText: doc.issuer }).waitFor({ state: "detached" });
+
   assert.deepEqual(errors, [], "no errors in the page");
   console.log("dashboard: ok");
 } catch (e) {

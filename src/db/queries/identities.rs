@@ -129,6 +129,50 @@ pub fn lock_unrevoked(
     .execute(conn)
 }
 
+/// Whether an identity of this type exists unrevoked and enabled, holding a *shared* lock on
+/// its row (PostgreSQL) for the rest of the transaction: grants of one account run side by
+/// side, while a revocation of it (an update) waits for them and then sees their tokens, and a
+/// grant after it sees it revoked. The caller must not update the row in the same transaction
+/// (two such upgrades deadlock). SQLite: the write transaction already excludes every other
+/// writer.
+pub fn share_lock_unrevoked(
+    conn: &mut DbConnection,
+    id: i64,
+    identity_type: &str,
+) -> QueryResult<bool> {
+    let query = identity::table
+        .filter(identity::id.eq(id))
+        .filter(identity::identity_type.eq(identity_type))
+        .filter(identity::revoked_at.is_null())
+        .filter(identity::disabled_at.is_null())
+        .select(identity::id);
+    // One arm per backend: only PostgreSQL has FOR SHARE.
+    let found = match conn {
+        DbConnection::Pg(c) => query.for_share().first::<i64>(c).optional()?,
+        DbConnection::Sqlite(c) => query.first::<i64>(c).optional()?,
+    };
+    Ok(found.is_some())
+}
+
+/// Brings an identity's `expires_at` forward to `exp` unless it is already within `slack` of
+/// it: one short update a minute for a client that gets tokens all the time.
+pub fn extend_expiry_coarse(
+    conn: &mut DbConnection,
+    id: i64,
+    exp: NaiveDateTime,
+    slack: chrono::Duration,
+) -> QueryResult<usize> {
+    diesel::update(
+        identity::table.filter(identity::id.eq(id)).filter(
+            identity::expires_at
+                .is_null()
+                .or(identity::expires_at.lt(exp - slack)),
+        ),
+    )
+    .set(identity::expires_at.eq(exp))
+    .execute(conn)
+}
+
 /// Touches an identity, revoked or not, locking its row (PostgreSQL) for the rest of the
 /// transaction. Returns 0 when it is missing.
 pub fn lock(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<usize> {
