@@ -1,4 +1,4 @@
-//! `tokend sa create|list|show|revoke|rotate|secret`: the service-account API from the command
+//! `tokend sa create|list|show|revoke|rotate|secret|keys`: the service-account API from the command
 //! line. Human output by default, `--json` for machines. Exit codes: 0 done, 1 the server
 //! refused (the message says why), 2 could not ask (no token, unreachable, server error).
 
@@ -117,6 +117,11 @@ pub enum SaCommand {
         #[command(subcommand)]
         command: super::secrets::SecretCommand,
     },
+    /// Public keys for private_key_jwt client assertions: set, show, remove.
+    Keys {
+        #[command(subcommand)]
+        command: super::secrets::KeysCommand,
+    },
     /// Rotate: create a new account with the same name, scope, description and metadata,
     /// then revoke the old one ("Token rotation"). Prints the new token.
     Rotate {
@@ -140,6 +145,7 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
     let api = remote.client()?;
     match command {
         SaCommand::Secret { command } => super::secrets::run(&api, command),
+        SaCommand::Keys { command } => super::secrets::run_keys(&api, command),
         SaCommand::Create {
             name,
             scope,

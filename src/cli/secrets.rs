@@ -1,5 +1,7 @@
-//! `tokend sa secret create|list|revoke`: the OAuth 2.0 client secrets of a service account
-//! (`/service-accounts/{id}/client-secrets`). `create` prints the secret, shown only then.
+//! `tokend sa secret create|list|revoke` and `tokend sa keys set|show|remove`: the OAuth 2.0
+//! client credentials of a service account, secrets (`/service-accounts/{id}/client-secrets`;
+//! `create` prints the secret, shown only then) or the public keys of `private_key_jwt`
+//! (`/service-accounts/{id}/jwks`).
 
 use std::path::PathBuf;
 
@@ -136,6 +138,84 @@ pub fn run(api: &ApiClient, command: SecretCommand) -> Result<(), Failure> {
                     text(&res["revoked_at"])
                 );
             }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Register (or replace) the public keys the account's client signs assertions with.
+    Set {
+        id: i64,
+        /// A JWKS file of public keys ("-": standard input).
+        #[arg(long, group = "source", required = true)]
+        jwks_file: Option<PathBuf>,
+        /// Where the client publishes its JWKS (https).
+        #[arg(long, group = "source", required = true)]
+        jwks_uri: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the registered keys.
+    Show { id: i64 },
+    /// Forget the keys: the client's assertions stop working at once.
+    Remove { id: i64 },
+}
+
+pub fn run_keys(api: &ApiClient, command: KeysCommand) -> Result<(), Failure> {
+    match command {
+        KeysCommand::Set {
+            id,
+            jwks_file,
+            jwks_uri,
+            json,
+        } => {
+            let body = match (jwks_file, jwks_uri) {
+                (Some(path), None) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())
+                    } else {
+                        std::fs::read_to_string(&path)
+                    }
+                    .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+                    let jwks: Value = serde_json::from_str(&text).map_err(|e| {
+                        Failure::Usage(format!("{} is not JSON: {e}", path.display()))
+                    })?;
+                    json!({ "jwks": jwks })
+                }
+                (None, Some(uri)) => json!({ "jwks_uri": uri }),
+                _ => return Err(Failure::Usage("give --jwks-file or --jwks-uri".into())),
+            };
+            let keys = api.put(&format!("/service-accounts/{id}/jwks"), &body)?;
+            if json {
+                println!("{keys}");
+            } else {
+                println!(
+                    "{}: private_key_jwt keys registered ({})",
+                    text(&keys["client_id"]),
+                    keys["jwks_uri"]
+                        .as_str()
+                        .map_or_else(|| "inline".to_owned(), |u| format!("fetched from {u}"))
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Show { id } => {
+            println!("{}", api.get(&format!("/service-accounts/{id}/jwks"))?);
+            Ok(())
+        }
+        KeysCommand::Remove { id } => {
+            let res = api.delete(&format!("/service-accounts/{id}/jwks"), &json!({}))?;
+            println!(
+                "{}: {}",
+                text(&res["client_id"]),
+                if res["removed"] == json!(true) {
+                    "keys removed"
+                } else {
+                    "had no keys"
+                }
+            );
             Ok(())
         }
     }

@@ -76,39 +76,36 @@ impl ApiClient {
         &self.base
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
-        let req = self.agent.get(format!("{}{path}", self.base));
-        let req = match &self.token {
+    /// The request with this client's bearer token, if it has one.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
             Some(t) => req.header("Authorization", format!("Bearer {t}")),
             None => req,
-        };
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let req = self.authorized(self.agent.get(format!("{}{path}", self.base)));
         self.finish(req.call())
     }
 
     pub fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
-        let req = self.agent.post(format!("{}{path}", self.base));
-        let req = match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        };
+        let req = self.authorized(self.agent.post(format!("{}{path}", self.base)));
         self.finish(req.send_json(body))
     }
 
     pub fn patch<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
-        let req = self.agent.patch(format!("{}{path}", self.base));
-        let req = match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        };
+        let req = self.authorized(self.agent.patch(format!("{}{path}", self.base)));
+        self.finish(req.send_json(body))
+    }
+
+    pub fn put<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
+        let req = self.authorized(self.agent.put(format!("{}{path}", self.base)));
         self.finish(req.send_json(body))
     }
 
     pub fn delete<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ClientError> {
-        let req = self.agent.delete(format!("{}{path}", self.base));
-        let req = match &self.token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        };
+        let req = self.authorized(self.agent.delete(format!("{}{path}", self.base)));
         self.finish(req.force_send_body().send_json(body))
     }
 

@@ -253,7 +253,51 @@ async fn the_key_registration_refuses_bad_input(backend: Backend) {
     );
 }
 
+async fn keys_from_the_command_line(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = app.create_account(sensor("sensor:cli-keys")).await;
+    let id = account["identity_id"].to_string();
+    let client_id = format!("sa-{id}");
+    let key = Key::ed25519("cli-1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, json!({"keys": [key.jwk]}).to_string()).unwrap();
+    let run = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOKEND_URL", &app.address)
+            .env("TOKEND_TOKEN", &app.admin_token)
+            .args(args);
+        crate::helpers::run_command(cmd)
+    };
+    let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let mut set = args(&format!("sa keys set {id} --jwks-file"));
+    set.push(file.display().to_string());
+    let (status, stdout, stderr) = run(set).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("registered (inline)"), "{stdout}");
+    let (status, _) = grant(&app, &key.sign(&claims(&app, &client_id))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, stdout, _) = run(args(&format!("sa keys show {id}"))).await;
+    assert_eq!(status, 0);
+    assert!(stdout.contains("cli-1"), "{stdout}");
+    let (status, stdout, _) = run(args(&format!("sa keys remove {id}"))).await;
+    assert_eq!(status, 0);
+    assert!(stdout.contains("keys removed"), "{stdout}");
+    refused(
+        grant(&app, &key.sign(&claims(&app, &client_id))).await,
+        "no registered public keys",
+    );
+    let (status, _, stderr) = run(args(&format!(
+        "sa keys set {id} --jwks-uri http://example.com/jwks"
+    )))
+    .await;
+    assert_eq!(status, 1, "the server refuses a plain-http URL: {stderr}");
+}
+
 crate::both_backends!(
+    keys_from_the_command_line,
     an_assertion_signed_by_a_registered_key_gets_a_token,
     keys_by_url_are_fetched_and_follow_rotation,
     the_key_registration_refuses_bad_input,
