@@ -316,10 +316,29 @@ impl ExchangePolicy {
                     format!("'{pair}' is not a from>to pair such as sensor>execution")
                 })?;
                 let scope = |s: &str| Scope::parse(s).map_err(|e| e.message().to_owned());
-                Ok((scope(from)?, scope(to)?))
+                let (from, to) = (scope(from)?, scope(to)?);
+                // Exchange only goes down: a token may become one of a narrower scope, never
+                // one that may do more (admin > cli > sensor, webhook > execution).
+                if Self::breadth(to) >= Self::breadth(from) && from != to {
+                    return Err(format!(
+                        "'{pair}' would exchange a {from} token for a {to} token, which is not narrower; \
+                         exchange only goes down (admin > cli > sensor, webhook > execution)"
+                    ));
+                }
+                Ok((from, to))
             })
             .collect::<Result<Vec<_>, String>>()
             .map(ExchangePolicy)
+    }
+
+    /// How much a token of the scope may do, for "only down".
+    fn breadth(scope: Scope) -> u8 {
+        match scope {
+            Scope::Admin => 3,
+            Scope::Cli => 2,
+            Scope::Sensor | Scope::Webhook => 1,
+            Scope::Execution => 0,
+        }
     }
 
     /// Whether a token of scope `from` may be exchanged for one of scope `to`.
@@ -948,6 +967,27 @@ fn public_url(raw: &str) -> Result<String, String> {
         ));
     }
     Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod exchange_tests {
+    use super::*;
+
+    #[test]
+    fn exchange_pairs_only_go_down() {
+        assert!(ExchangePolicy::parse("sensor>execution, admin>sensor, cli>execution").is_ok());
+        for widening in [
+            "execution>admin",
+            "sensor>admin",
+            "execution>sensor",
+            "sensor>webhook",
+        ] {
+            assert!(ExchangePolicy::parse(widening).is_err(), "{widening}");
+        }
+        assert!(ExchangePolicy::parse("")
+            .unwrap()
+            .allows(Scope::Sensor, Scope::Sensor));
+    }
 }
 
 #[cfg(test)]

@@ -178,7 +178,8 @@ impl GroupCommit {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => Err(DbError::Unavailable("the blocking pool failed".into()).into()),
                 Err(_) => Err(DbError::Unavailable(format!(
-                    "no commit within {}s; a write still under way rolls back",
+                    "no commit within {}s; a write that reaches its commit after its deadline \
+                     rolls back, one already committing may still commit",
                     wait.as_secs()
                 ))
                 .into()),
@@ -203,7 +204,9 @@ impl GroupCommit {
                 Err(DbError::Unavailable("the group-commit writer has stopped".into()).into())
             }
             Err(_) => Err(DbError::Unavailable(format!(
-                "no commit within {}s; a batch still under way rolls back",
+                "no commit within {}s; a batch that reaches its commit after its deadline \
+                 rolls back, one already committing may still commit (its token then stays \
+                 unused)",
                 wait.as_secs()
             ))
             .into()),
@@ -242,7 +245,21 @@ fn writer(pool: Pool, queue: Queue) {
         }
         batch.sort_by_key(|j| j.key());
         crate::telemetry::group_commit_batch(batch.len());
-        let outcome = commit_batch(&pool, &mut batch);
+        // A panic in a job must not end the writer (every later grant would then wait for
+        // nothing): the batch fails, and the next one goes on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_batch(&pool, &mut batch)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!(
+                "a group-commit batch panicked; its {} job(s) failed",
+                batch.len()
+            );
+            Err(DbFailure {
+                fault: false,
+                message: "a job of the batch panicked".into(),
+            })
+        });
         for job in batch {
             job.finish(outcome.clone());
         }

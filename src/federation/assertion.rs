@@ -213,7 +213,14 @@ pub fn verify(
             digest.update([0]);
             digest.update(jti.as_bytes());
         }
-        None => digest.update(token.as_bytes()),
+        // Without a jti, the signed part: an ECDSA signature can be re-encoded (s -> n - s)
+        // into another valid token, which must not count as another token.
+        None => digest.update(
+            token
+                .rsplit_once('.')
+                .map_or(token, |(signed, _)| signed)
+                .as_bytes(),
+        ),
     }
     Ok(Verified {
         counted_until: exp.min(iat.saturating_add(max_age)).saturating_add(skew),

@@ -66,7 +66,7 @@ pub struct VerifiedAssertion {
 }
 
 /// Checks an assertion with the client's key: `iss` = `sub` = the client, `aud` one of
-/// `audiences` (the token endpoint's URL, the issuer), `exp` required and at most
+/// `audiences` (tokend's issuer; its endpoints' URLs under `TOKEND_PUBLIC_URL`), `exp` required and at most
 /// [`MAX_ASSERTION_LIFE`] away, a `jti`.
 pub fn verify(
     assertion: &str,
@@ -154,5 +154,6 @@ pub fn authenticate(
         client_id: clients::client_id(verified.identity_id),
         account,
         method: "private_key_jwt",
+        secret_id: None,
     })
 }

@@ -14,8 +14,7 @@ use super::form::Form;
 /// RFC 7523 §2.2's `client_assertion_type`.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// The client credentials a request carries, not yet checked.
-#[derive(Debug)]
+/// The client credentials a request carries, not yet checked. `Debug` never shows a secret.
 pub enum ClientCredentials {
     /// No client authentication.
     None,
@@ -30,6 +29,23 @@ pub enum ClientCredentials {
         client_id: Option<String>,
         assertion: String,
     },
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCredentials::None => f.write_str("None"),
+            ClientCredentials::Secret {
+                client_id, method, ..
+            } => write!(
+                f,
+                "Secret {{ client_id: {client_id:?}, method: {method}, .. }}"
+            ),
+            ClientCredentials::Assertion { client_id, .. } => {
+                write!(f, "Assertion {{ client_id: {client_id:?}, .. }}")
+            }
+        }
+    }
 }
 
 impl ClientCredentials {

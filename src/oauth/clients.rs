@@ -270,6 +270,29 @@ pub struct AuthenticatedClient {
     pub account: Account,
     /// How it authenticated (`client_secret_basic`, `client_secret_post`, `private_key_jwt`).
     pub method: &'static str,
+    /// The client secret it presented: a grant re-checks it inside its transaction, so a
+    /// revocation of the secret that returned 200 is never followed by a token from it.
+    pub secret_id: Option<String>,
+}
+
+/// Whether the client's secret still works at `now`, holding a shared lock on its row
+/// (PostgreSQL) for the rest of the transaction: revoking it waits for this grant, and a grant
+/// after the revocation sees it. A client that authenticated otherwise passes.
+pub fn secret_still_live(
+    conn: &mut DbConnection,
+    client: &AuthenticatedClient,
+) -> Result<(), OAuthError> {
+    let Some(secret_id) = &client.secret_id else {
+        return Ok(());
+    };
+    let now = time::to_db(time::now());
+    if rows::share_lock_live(conn, client.account.identity_id, secret_id, now)? {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_client(
+            "this client secret was revoked or expired a moment ago; create a new one",
+        ))
+    }
 }
 
 /// Checks a client secret against the account's secrets. Run inside the caller's
@@ -317,6 +340,7 @@ pub fn authenticate_secret(
         client_id: client_id(identity_id),
         account,
         method,
+        secret_id: Some(row.secret_id),
     })
 }
 

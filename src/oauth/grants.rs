@@ -145,6 +145,9 @@ impl ClientCredentialsGrant {
         // the writer: a secret revoked in between still issues this one token. On PostgreSQL
         // a shared lock, so one busy client's grants run side by side; its `expires_at` is
         // then brought forward after the commit (an update here would deadlock two grants).
+        // The secret it presented, again, under a shared lock: a revocation of the secret
+        // that answered 200 is never followed by a token obtained with it.
+        super::clients::secret_still_live(conn, client)?;
         let shared = matches!(conn, DbConnection::Pg(_));
         let live = if shared {
             identities::share_lock_unrevoked(conn, id, SERVICE_ACCOUNT)?
@@ -395,6 +398,14 @@ pub fn token_exchange(
         if identities::lock_unrevoked(conn, claims.identity_id, kind, time::to_db(now))? == 0 {
             return Err(OAuthError::invalid_grant(
                 "the subject_token's account is revoked or disabled",
+            ));
+        }
+        // Waiting for locks took time: the new token still ends no later than the subject.
+        let left = Duration::from_secs(u64::try_from(claims.exp - now.timestamp()).unwrap_or(0));
+        let ttl = ttl.min(left);
+        if ttl < bounds.min {
+            return Err(OAuthError::invalid_grant(
+                "the subject_token expires too soon for this token; refresh it first",
             ));
         }
         let parent = token_rows::find(conn, &claims.jti.to_string())?

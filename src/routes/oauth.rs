@@ -133,7 +133,7 @@ async fn authenticator(
 /// `private_key_jwt`: finds the client's registered key and checks the assertion with it.
 async fn verify_assertion(
     state: &web::Data<AppState>,
-    req: &HttpRequest,
+    _req: &HttpRequest,
     client_id: Option<&str>,
     jwt: &str,
 ) -> Result<assertion::VerifiedAssertion, OAuthError> {
@@ -176,12 +176,17 @@ async fn verify_assertion(
             peeked.client_id
         )),
     })?;
-    let base = base_url(state, req);
-    let audiences: Vec<String> = ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect", ""]
-        .iter()
-        .map(|p| format!("{base}{p}"))
-        .chain(std::iter::once(state.settings.issuer.clone()))
-        .collect();
+    // The audiences tokend answers to: its issuer, and its endpoints under TOKEND_PUBLIC_URL.
+    // Never a URL built from the request's Host: a client chooses that, and an assertion made
+    // for another server (a staging tokend) would then pass here.
+    let mut audiences = vec![state.settings.issuer.clone()];
+    if let Some(base) = &state.settings.oauth.public_url {
+        audiences.extend(
+            ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect", ""]
+                .iter()
+                .map(|p| format!("{base}{p}")),
+        );
+    }
     assertion::verify(
         jwt,
         &key,

@@ -11,13 +11,19 @@ use crate::federation::{with_header, ExternalIssuer, Key};
 use crate::helpers::{code, sensor, Backend, TestApp};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// `TOKEND_PUBLIC_URL` of these servers: assertions name its token endpoint as `aud`.
+const PUBLIC: &str = "https://tokend.test";
+
+fn public(s: &mut tokend::config::Settings) {
+    s.oauth.public_url = Some(PUBLIC.into());
+}
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(app: &TestApp, client_id: &str) -> Value {
-    json!({"iss": client_id, "sub": client_id, "aud": app.url("/oauth2/token"),
+fn claims(_app: &TestApp, client_id: &str) -> Value {
+    json!({"iss": client_id, "sub": client_id, "aud": format!("{PUBLIC}/oauth2/token"),
         "iat": now(), "exp": now() + 60, "jti": uuid::Uuid::new_v4().to_string()})
 }
 
@@ -63,7 +69,7 @@ fn refused(answer: (StatusCode, Value), needle: &str) {
 }
 
 async fn an_assertion_signed_by_a_registered_key_gets_a_token(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, public).await;
     let account = app.create_account(sensor("sensor:keyed")).await;
     let id = &account["identity_id"];
     let client_id = format!("sa-{id}");
@@ -116,6 +122,14 @@ async fn an_assertion_signed_by_a_registered_key_gets_a_token(backend: Backend) 
     let mut c = claims(&app, &client_id);
     c["aud"] = json!("https://elsewhere.example/token");
     refused(grant(&app, &key.sign(&c)).await, "aud");
+    // The URL the request reached (its Host) is not an audience: a client chooses it.
+    let mut c = claims(&app, &client_id);
+    c["aud"] = json!(app.url("/oauth2/token"));
+    refused(grant(&app, &key.sign(&c)).await, "aud");
+    // tokend's issuer is.
+    let mut c = claims(&app, &client_id);
+    c["aud"] = json!(app.settings.issuer);
+    assert_eq!(grant(&app, &key.sign(&c)).await.0, StatusCode::OK);
     let mut c = claims(&app, &client_id);
     c["exp"] = json!(now() + 3600);
     refused(grant(&app, &key.sign(&c)).await, "at most 600 s");
@@ -188,7 +202,11 @@ async fn an_assertion_signed_by_a_registered_key_gets_a_token(backend: Backend) 
 }
 
 async fn keys_by_url_are_fetched_and_follow_rotation(backend: Backend) {
-    let app = TestApp::spawn_with(backend, crate::federation::quick_cache).await;
+    let app = TestApp::spawn_with(backend, |s| {
+        crate::federation::quick_cache(s);
+        public(s);
+    })
+    .await;
     let account = app.create_account(sensor("sensor:published")).await;
     let id = &account["identity_id"];
     let client_id = format!("sa-{id}");
@@ -254,7 +272,7 @@ async fn the_key_registration_refuses_bad_input(backend: Backend) {
 }
 
 async fn keys_from_the_command_line(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, public).await;
     let account = app.create_account(sensor("sensor:cli-keys")).await;
     let id = account["identity_id"].to_string();
     let client_id = format!("sa-{id}");

@@ -22,8 +22,24 @@ async fn authlib_and_requests_oauth2client(backend: Backend) {
     };
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn_tls(backend, ca.server_tls(dir.path()), &ca).await;
-    assert!(app.address.starts_with("https://"), "{}", app.address);
+    // TOKEND_PUBLIC_URL and TOKEND_ISSUER as a deployment sets them: the URL clients reach,
+    // which private_key_jwt assertions name as their audience.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("https://127.0.0.1:{port}");
+    let tls = ca.server_tls(dir.path());
+    let mut app = TestApp::spawn_with(backend, |s| {
+        s.tls = Some(tls);
+        s.listen = format!("127.0.0.1:{port}");
+        s.oauth.public_url = Some(base.clone());
+        s.issuer = base.clone();
+    })
+    .await;
+    app.client = ca.client();
+    assert_eq!(app.address, base);
     let mut clients = Vec::new();
     for name in ["sensor:basic", "sensor:post"] {
         let account = app.create_account(sensor(name)).await;

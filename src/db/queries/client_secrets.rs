@@ -115,3 +115,25 @@ pub fn upsert_key(conn: &mut DbConnection, row: &ClientKeyRow) -> QueryResult<us
 pub fn delete_key(conn: &mut DbConnection, identity_id: i64) -> QueryResult<usize> {
     diesel::delete(oauth_client_key::table.find(identity_id)).execute(conn)
 }
+
+/// Whether a secret of the account is unrevoked and unexpired at `now`, holding a shared lock
+/// on its row (PostgreSQL; SQLite's write transaction excludes other writers anyway).
+pub fn share_lock_live(
+    conn: &mut DbConnection,
+    identity_id: i64,
+    secret_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let query = oauth_client_secret::table
+        .filter(oauth_client_secret::identity_id.eq(identity_id))
+        .filter(oauth_client_secret::secret_id.eq(secret_id))
+        .filter(oauth_client_secret::revoked_at.is_null())
+        .filter(oauth_client_secret::expires_at.gt(now))
+        .select(oauth_client_secret::secret_id);
+    // One arm per backend: only PostgreSQL has FOR SHARE.
+    let found = match conn {
+        DbConnection::Pg(c) => query.for_share().first::<String>(c).optional()?,
+        DbConnection::Sqlite(c) => query.first::<String>(c).optional()?,
+    };
+    Ok(found.is_some())
+}

@@ -163,11 +163,15 @@ pub fn extend_expiry_coarse(
     slack: chrono::Duration,
 ) -> QueryResult<usize> {
     diesel::update(
-        identity::table.filter(identity::id.eq(id)).filter(
-            identity::expires_at
-                .is_null()
-                .or(identity::expires_at.lt(exp - slack)),
-        ),
+        identity::table
+            .filter(identity::id.eq(id))
+            // A revocation that raced the grant cleared it: leave it cleared.
+            .filter(identity::revoked_at.is_null())
+            .filter(
+                identity::expires_at
+                    .is_null()
+                    .or(identity::expires_at.lt(exp - slack)),
+            ),
     )
     .set(identity::expires_at.eq(exp))
     .execute(conn)
