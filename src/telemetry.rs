@@ -81,6 +81,7 @@ pub fn install() {
                     VERIFICATION_OUTCOMES
                         .map(|outcome| counter!("tokend_verifications_total", "outcome" => outcome))
                 });
+                describe_core();
                 describe_push();
                 describe_oauth();
                 Some(handle)
@@ -366,4 +367,79 @@ pub fn oauth_token(grant_type: &'static str, outcome: &'static str) {
 /// One group-commit transaction took `jobs` writes.
 pub fn group_commit_batch(jobs: usize) {
     histogram!("tokend_group_commit_batch_size").record(jobs as f64);
+}
+
+/// The `outcome` labels of `tokend_logins_total`.
+pub const LOGIN_OUTCOMES: [&str; 4] = ["success", "invalid_credentials", "throttled", "error"];
+
+/// Help texts of the core metrics, and every counter series at zero from the start, so that
+/// `promtool check metrics` is clean and a rate alert works right after a restart.
+fn describe_core() {
+    describe_counter!(
+        "tokend_verifications_total",
+        "Token checks by outcome: ok, expired, revoked, invalid, insufficient_scope, unavailable"
+    );
+    describe_counter!("tokend_tokens_issued_total", "Tokens issued, by scope");
+    describe_counter!(
+        "tokend_refreshes_total",
+        "Tokens refreshed at /auth/refresh"
+    );
+    describe_counter!(
+        "tokend_revocations_total",
+        "Tokens this replica started refusing because they were revoked here"
+    );
+    describe_counter!(
+        "tokend_logins_total",
+        "Logins at /auth/login by outcome: success, invalid_credentials, throttled, error"
+    );
+    describe_counter!(
+        "tokend_cleanup_runs_total",
+        "Cleanup runs by trigger: scheduled, on_demand"
+    );
+    describe_counter!(
+        "tokend_cleanup_deleted_rows_total",
+        "Rows the cleanup deleted, by table"
+    );
+    describe_histogram!(
+        "tokend_cleanup_duration_seconds",
+        "How long a cleanup run took"
+    );
+    describe_histogram!(
+        "tokend_http_request_duration_seconds",
+        "HTTP request latency by method, route pattern and status"
+    );
+    describe_gauge!(
+        "tokend_revocation_set_size",
+        "Revoked, unexpired tokens held in this replica's in-memory set"
+    );
+    describe_gauge!(
+        "tokend_revocation_rows",
+        "Rows of the token_revocation table (read at scrape time)"
+    );
+    describe_gauge!(
+        "tokend_earliest_expiry_timestamp_seconds",
+        "The soonest expiry among active service accounts of the scope (Unix seconds; +Inf: none)"
+    );
+    describe_gauge!(
+        "tokend_revocation_sync_age_seconds",
+        "Seconds since this replica's last completed revocation sync"
+    );
+    describe_gauge!(
+        "tokend_clock_skew_seconds",
+        "The database's clock minus this host's, in seconds"
+    );
+    for scope in Scope::ALL {
+        counter!("tokend_tokens_issued_total", "scope" => scope.as_str()).absolute(0);
+    }
+    counter!("tokend_refreshes_total").absolute(0);
+    counter!("tokend_revocations_total").absolute(0);
+    for outcome in LOGIN_OUTCOMES {
+        counter!("tokend_logins_total", "outcome" => outcome).absolute(0);
+    }
+    for trigger in ["scheduled", "on_demand"] {
+        counter!("tokend_cleanup_runs_total", "trigger" => trigger).absolute(0);
+    }
+    for table in ["token_revocation", "issued_token"] {
+        counter!("tokend_cleanup_deleted_rows_total", "table" => table).absolute(0);
+    }
 }

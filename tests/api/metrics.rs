@@ -162,3 +162,70 @@ async fn prometheus_metrics(backend: Backend) {
 }
 
 crate::both_backends!(prometheus_metrics);
+
+/// `promtool check metrics` (Prometheus's own linter) finds nothing: every family has HELP and
+/// TYPE, counters end in `_total`, and the counters an alert rates over exist from the start.
+#[actix_web::test]
+async fn promtool_finds_nothing_to_lint() {
+    let Some(promtool) = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing: apt-get install prometheus (.ci/run installs it)"
+        );
+        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+        return;
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "tokend_tokens_issued_total{scope=\"webhook\"}",
+        "tokend_logins_total{outcome=\"throttled\"}",
+        "tokend_cleanup_runs_total{trigger=\"scheduled\"}",
+        "tokend_refreshes_total",
+        "tokend_oauth_token_requests_total{grant_type=\"client_credentials\",outcome=\"invalid_client\"}",
+    ] {
+        assert!(text.contains(family), "{family} is not exported before its first event");
+    }
+    // And after traffic of every kind (latency histograms appear with it).
+    app.create_account(crate::helpers::sensor("sensor:lint"))
+        .await;
+    let _ = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .form(&[("grant_type", "x")])
+        .send()
+        .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut cmd = std::process::Command::new(promtool);
+    cmd.args(["check", "metrics"]);
+    let out = crate::helpers::run_with_stdin(cmd, text).await;
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && findings.trim().is_empty(),
+        "promtool check metrics:\n{findings}"
+    );
+}
