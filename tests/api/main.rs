@@ -14,6 +14,7 @@ mod metrics;
 mod agent;
 mod cli;
 mod containment;
+mod deploy;
 mod errors;
 mod expiry_webhook;
 mod failover;
