@@ -13,7 +13,8 @@ fn deploy(path: &str) -> PathBuf {
         .join(path)
 }
 
-fn promtool() -> Option<PathBuf> {
+/// Prometheus's `promtool` (Debian's prometheus package); `None` (skipped) outside CI.
+pub(crate) fn promtool() -> Option<PathBuf> {
     let found = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
         .iter()
         .map(PathBuf::from)
