@@ -152,15 +152,13 @@ impl Application {
         let logins = Arc::new(LoginThrottle::new(ThrottlePolicy::from_settings(&settings)));
         let usage = Arc::new(UsageRecorder::new());
         let push = crate::tokens::push::start(&settings).map_err(StartError::Config)?;
-        // SQLite: one writer (SQLite has one at a time anyway). PostgreSQL: no writer, each
-        // grant in its own transaction (see GroupCommit::parallel).
-        let writers = 1;
-        let group = crate::db::group_commit::GroupCommit::start_with(
+        // SQLite: one writer that batches. PostgreSQL: each grant in its own transaction.
+        let group = crate::db::group_commit::GroupCommit::start(
             opened.pool.clone(),
-            writers,
             settings.database.is_postgres(),
+            settings.db_deadline(),
         )
-        .map_err(|e| StartError::Config(format!("cannot start the group-commit writers: {e}")))?;
+        .map_err(|e| StartError::Config(format!("cannot start the group-commit writer: {e}")))?;
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),

@@ -13,7 +13,7 @@
 //! its commit after the earliest deadline among its jobs rolls back whole (every job of it is
 //! then answered unavailable, and none takes effect).
 
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
@@ -27,9 +27,6 @@ pub const MAX_BATCH: usize = 256;
 trait Job: Send {
     /// When its caller stops waiting.
     fn deadline(&self) -> Instant;
-    /// The row it locks first (an identity id): a batch runs its jobs in this order, so that
-    /// writers committing side by side always lock rows in the same order and never deadlock.
-    fn key(&self) -> i64;
     /// Runs in its own savepoint of the batch's transaction; `true` if it succeeded (its
     /// changes stay in the batch).
     fn run(&mut self, conn: &mut DbConnection) -> bool;
@@ -65,7 +62,6 @@ impl DbFailure {
 }
 
 struct TypedJob<T, E, F> {
-    key: i64,
     work: Option<F>,
     result: Option<Result<T, E>>,
     deadline: Instant,
@@ -80,10 +76,6 @@ where
 {
     fn deadline(&self) -> Instant {
         self.deadline
-    }
-
-    fn key(&self) -> i64 {
-        self.key
     }
 
     fn run(&mut self, conn: &mut DbConnection) -> bool {
@@ -110,114 +102,107 @@ where
     }
 }
 
-/// The handle to the writer threads.
-pub struct GroupCommit {
-    jobs: mpsc::Sender<Box<dyn Job>>,
-    /// PostgreSQL: each job runs in a transaction of its own, side by side on the pool.
-    /// PostgreSQL flushes concurrent commits together by itself, and its round trips are what
-    /// one writer thread would serialise (one writer measured 554 grants/s where parallel
-    /// transactions of new accounts reached 891/s, bench/README.md).
-    parallel: Option<Pool>,
+/// Where jobs go.
+enum Mode {
+    /// SQLite: the one writer thread, which batches.
+    Batched(mpsc::Sender<Box<dyn Job>>),
+    /// PostgreSQL: each job in a transaction of its own, side by side on the pool. PostgreSQL
+    /// flushes concurrent commits together by itself, and its round trips are what one writer
+    /// thread would serialise (one writer measured 554 grants/s where parallel transactions of
+    /// new accounts reached 891/s, bench/README.md).
+    Parallel(Pool),
 }
 
-/// The jobs waiting, shared by the writers: each takes what is there when it is free.
-type Queue = Arc<Mutex<mpsc::Receiver<Box<dyn Job>>>>;
+/// The handle to the group-commit writer.
+pub struct GroupCommit {
+    mode: Mode,
+    /// How long a caller waits for its answer (the request's database deadline).
+    deadline: Duration,
+}
 
 impl GroupCommit {
-    /// Starts `writers` writer threads on connections of `pool` (SQLite has one writer at a
-    /// time, so one is enough there; on PostgreSQL several batches commit side by side, each
-    /// paying its round trips while the others wait for theirs). They end when the handle is
-    /// dropped.
-    pub fn start(pool: Pool, writers: usize) -> std::io::Result<GroupCommit> {
-        Self::start_with(pool, writers, false)
-    }
-
-    /// [`GroupCommit::start`], or with `parallel` no writer at all: every job in a transaction
-    /// of its own on the pool (PostgreSQL).
-    pub fn start_with(pool: Pool, writers: usize, parallel: bool) -> std::io::Result<GroupCommit> {
-        if parallel {
-            let (jobs, _) = mpsc::channel::<Box<dyn Job>>();
-            return Ok(GroupCommit {
-                jobs,
-                parallel: Some(pool),
-            });
-        }
-        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        let queue: Queue = Arc::new(Mutex::new(queue));
-        for i in 0..writers.max(1) {
-            let (pool, queue) = (pool.clone(), queue.clone());
+    /// Starts the writer thread on connections of `pool` (it ends when the handle is dropped),
+    /// or with `parallel` none at all (PostgreSQL). A job's caller waits `deadline` at most.
+    pub fn start(pool: Pool, parallel: bool, deadline: Duration) -> std::io::Result<GroupCommit> {
+        let mode = if parallel {
+            Mode::Parallel(pool)
+        } else {
+            let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
             std::thread::Builder::new()
-                .name(format!("tokend-group-commit-{i}"))
+                .name("tokend-group-commit".into())
                 .spawn(move || writer(pool, queue))?;
-        }
-        Ok(GroupCommit {
-            jobs,
-            parallel: None,
-        })
+            Mode::Batched(jobs)
+        };
+        Ok(GroupCommit { mode, deadline })
     }
 
     /// Runs `work` in the next batch's transaction and answers once the batch is committed
-    /// (or failed), or when `deadline` passes (unavailable). `key` is the row `work` locks
-    /// first (see [`Job::key`]); it must lock no other row of that table.
-    pub async fn run<T, E, F>(&self, deadline: Instant, key: i64, work: F) -> Result<T, E>
+    /// (or failed), or unavailable when the deadline passes. As with [`crate::app::with_db`],
+    /// a write must reach its commit a second before the caller stops waiting.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     {
-        if let Some(pool) = &self.parallel {
-            let pool = pool.clone();
-            let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-            let alone = actix_web::web::block(move || {
-                super::with_deadline(deadline, || {
-                    let mut conn = pool.get().map_err(DbError::from)?;
-                    write_transaction(&mut conn, work)
-                })
-            });
-            return match tokio::time::timeout(wait, alone).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err(DbError::Unavailable("the blocking pool failed".into()).into()),
-                Err(_) => Err(DbError::Unavailable(format!(
-                    "no commit within {}s; a write that reaches its commit after its deadline \
-                     rolls back, one already committing may still commit",
-                    wait.as_secs()
-                ))
-                .into()),
-            };
-        }
-        let _ = key;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = TypedJob {
-            key,
-            work: Some(work),
-            result: None,
-            deadline,
-            reply,
-        };
-        if self.jobs.send(Box::new(job)).is_err() {
-            return Err(DbError::Unavailable("the group-commit writer has stopped".into()).into());
-        }
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-        match tokio::time::timeout(wait, answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => {
-                Err(DbError::Unavailable("the group-commit writer has stopped".into()).into())
+        let wait = self.deadline;
+        let deadline = Instant::now() + wait.saturating_sub(Duration::from_secs(1));
+        let answer = match &self.mode {
+            Mode::Parallel(pool) => {
+                let pool = pool.clone();
+                let alone = actix_web::web::block(move || {
+                    super::with_deadline(deadline, || {
+                        let mut conn = pool.get().map_err(DbError::from)?;
+                        write_transaction(&mut conn, work)
+                    })
+                });
+                match tokio::time::timeout(wait, alone).await {
+                    Ok(Ok(answer)) => return answer,
+                    Ok(Err(_)) => {
+                        return Err(DbError::Unavailable("the blocking pool failed".into()).into())
+                    }
+                    Err(_) => None,
+                }
             }
-            Err(_) => Err(DbError::Unavailable(format!(
-                "no commit within {}s; a batch that reaches its commit after its deadline \
-                 rolls back, one already committing may still commit (its token then stays \
-                 unused)",
+            Mode::Batched(jobs) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = TypedJob {
+                    work: Some(work),
+                    result: None,
+                    deadline,
+                    reply,
+                };
+                if jobs.send(Box::new(job)).is_err() {
+                    return Err(
+                        DbError::Unavailable("the group-commit writer has stopped".into()).into(),
+                    );
+                }
+                match tokio::time::timeout(wait, answer).await {
+                    Ok(Ok(answer)) => return answer,
+                    Ok(Err(_)) => {
+                        return Err(DbError::Unavailable(
+                            "the group-commit writer has stopped".into(),
+                        )
+                        .into())
+                    }
+                    Err(_) => None,
+                }
+            }
+        };
+        answer.unwrap_or_else(|| {
+            Err(DbError::Unavailable(format!(
+                "no commit within {}s; a write that reaches its commit after its deadline rolls \
+                 back, one already committing may still commit (its token then stays unused)",
                 wait.as_secs()
             ))
-            .into()),
-        }
+            .into())
+        })
     }
 }
 
 /// The next batch: the first job to arrive and whatever waits behind it. `None`: the handle
 /// is gone.
-fn next_batch(queue: &Queue) -> Option<Vec<Box<dyn Job>>> {
-    let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+fn next_batch(queue: &mpsc::Receiver<Box<dyn Job>>) -> Option<Vec<Box<dyn Job>>> {
     let first = queue.recv().ok()?;
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
@@ -229,7 +214,7 @@ fn next_batch(queue: &Queue) -> Option<Vec<Box<dyn Job>>> {
     Some(batch)
 }
 
-fn writer(pool: Pool, queue: Queue) {
+fn writer(pool: Pool, queue: mpsc::Receiver<Box<dyn Job>>) {
     while let Some(batch) = next_batch(&queue) {
         let now = Instant::now();
         let (late, mut batch): (Vec<_>, Vec<_>) =
@@ -243,7 +228,6 @@ fn writer(pool: Pool, queue: Queue) {
         if batch.is_empty() {
             continue;
         }
-        batch.sort_by_key(|j| j.key());
         crate::telemetry::group_commit_batch(batch.len());
         // A panic in a job must not end the writer (every later grant would then wait for
         // nothing): the batch fails, and the next one goes on.

@@ -272,14 +272,11 @@ pub(super) async fn workload_grant(
         chrono::Utc::now().timestamp(),
     )?;
     let outcome = grant::decide(&issuer, &verified, asked, ttl, &state.settings)?;
-    // Grants arriving together share one transaction (db::group_commit). The workload's
-    // account row is found inside; one writer, so the lock order needs no key.
+    // Grants arriving together share one transaction (db::group_commit).
     let s = state.clone();
-    let deadline = std::time::Instant::now() + state.settings.db_deadline()
-        - std::time::Duration::from_secs(1);
     state
         .group
-        .run(deadline, 0, move |conn| {
+        .run(move |conn| {
             grant::issue_in_transaction(
                 conn,
                 &s.tokens,

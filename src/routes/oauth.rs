@@ -283,13 +283,9 @@ async fn grant(
             // Grants arriving together share one transaction (db::group_commit): each is
             // answered once its token's row is durable.
             let s = state.clone();
-            let deadline = std::time::Instant::now() + state.settings.db_deadline()
-                - std::time::Duration::from_secs(1);
             let granted = state
                 .group
-                .run(deadline, client.account.identity_id, move |conn| {
-                    grant.issue(conn, &s.tokens, &s.settings, &client)
-                })
+                .run(move |conn| grant.issue(conn, &s.tokens, &s.settings, &client))
                 .await?;
             if let Some(exp) = granted.extend_after_commit {
                 // At most one short update a minute per client; the token stands either way.

@@ -66,15 +66,7 @@ async fn the_rules_and_the_dashboard_use_only_exported_metrics() {
     // Traffic that makes the histograms appear as well.
     app.create_account(crate::helpers::sensor("sensor:deploy"))
         .await;
-    let exported = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exported = app.metrics_text().await;
     let exported = metric_names(&exported);
     let rules = std::fs::read_to_string(deploy("prometheus/alerts.yml")).unwrap();
     let dashboard = std::fs::read_to_string(deploy("grafana/tokend.json")).unwrap();

@@ -896,13 +896,7 @@ async fn the_management_api_refuses_bad_input(backend: Backend) {
 }
 
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
-    cmd.env_clear()
-        .env("TOKEND_URL", &app.address)
-        .env("TOKEND_TOKEN", &app.admin_token)
-        .arg("federation")
-        .args(args);
-    cmd
+    app.cli(std::iter::once("federation").chain(args.iter().copied()))
 }
 
 async fn federation_from_the_command_line(backend: Backend) {

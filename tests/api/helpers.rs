@@ -293,6 +293,28 @@ impl TestApp {
         json
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
+    /// `tokend ARGS` as a client of this server (`TOKEND_URL`, the admin token as
+    /// `TOKEND_TOKEN`, nothing else from the environment but `PATH`).
+    pub fn cli<I, S>(&self, args: I) -> std::process::Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOKEND_URL", &self.address)
+            .env("TOKEND_TOKEN", &self.admin_token)
+            .args(args);
+        cmd
+    }
+
     /// `GET /auth/whoami` with a token: status and body.
     pub async fn whoami(&self, token: &str) -> (StatusCode, Value) {
         let (s, _, v) = self

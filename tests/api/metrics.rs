@@ -149,15 +149,7 @@ async fn prometheus_metrics(backend: Backend) {
         f64::INFINITY
     );
     // No token ever appears in the metrics.
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains(&token[token.len() - 20..]));
 }
 
@@ -171,15 +163,7 @@ async fn promtool_finds_nothing_to_lint() {
         return;
     };
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for family in [
         "tokend_tokens_issued_total{scope=\"webhook\"}",
         "tokend_logins_total{outcome=\"throttled\"}",
@@ -198,15 +182,7 @@ async fn promtool_finds_nothing_to_lint() {
         .form(&[("grant_type", "x")])
         .send()
         .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let mut cmd = std::process::Command::new(promtool);
     cmd.args(["check", "metrics"]);
     let out = crate::helpers::run_with_stdin(cmd, text).await;

@@ -280,15 +280,7 @@ async fn keys_from_the_command_line(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jwks.json");
     std::fs::write(&file, json!({"keys": [key.jwk]}).to_string()).unwrap();
-    let run = |args: Vec<String>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TOKEND_URL", &app.address)
-            .env("TOKEND_TOKEN", &app.admin_token)
-            .args(args);
-        crate::helpers::run_command(cmd)
-    };
+    let run = |args: Vec<String>| crate::helpers::run_command(app.cli(args));
     let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
     let mut set = args(&format!("sa keys set {id} --jwks-file"));
     set.push(file.display().to_string());

@@ -199,15 +199,7 @@ async fn https_serves_health_and_tokens() {
     assert_eq!(headers["x-tokend-name"], "sensor:over-tls");
 
     // Which certificate is served shows in the metrics.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for metric in [
         "tokend_tls_certificate_expiry_timestamp_seconds",
         "tokend_tls_certificate_reloads_total{outcome=\"failed\"}",
