@@ -48,6 +48,7 @@ pub enum Code {
     AccountDisabled,
     LoginTaken,
     IssuerExists,
+    TooManyClientSecrets,
     KeysNotManaged,
     RotationTooSoon,
     InvalidCredentials,
@@ -92,6 +93,7 @@ impl Code {
             Code::AccountDisabled => "account_disabled",
             Code::LoginTaken => "login_taken",
             Code::IssuerExists => "issuer_exists",
+            Code::TooManyClientSecrets => "too_many_client_secrets",
             Code::KeysNotManaged => "keys_not_managed",
             Code::RotationTooSoon => "rotation_too_soon",
             Code::InvalidCredentials => "invalid_credentials",
@@ -135,6 +137,7 @@ impl Code {
             Code::AccountRevoked
             | Code::LoginTaken
             | Code::IssuerExists
+            | Code::TooManyClientSecrets
             | Code::KeysNotManaged
             | Code::RotationTooSoon
             | Code::CleanupNotRun => StatusCode::CONFLICT,

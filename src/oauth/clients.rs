@@ -149,8 +149,9 @@ pub fn create_secret(
         }
         let live = rows::live_of_identity(conn, identity_id, time::to_db(now))?;
         if live.len() >= MAX_LIVE_SECRETS && request.overlap.is_none() {
+            // The account's state, not the request, is at fault: 409.
             return Err(ApiError::new(
-                Code::InvalidRequest,
+                Code::TooManyClientSecrets,
                 format!(
                     "service account {identity_id} already holds {MAX_LIVE_SECRETS} live client secrets; \
                      revoke one, or rotate (overlap_seconds) so the others expire"

@@ -116,11 +116,11 @@ impl CreateClientSecretRequest {
     request_body(content = Option<CreateClientSecretRequest>, description = "optional lifetime and rotation overlap"),
     responses(
         (status = 201, description = "the secret; shown only now", body = ClientSecretCreated),
-        (status = 400, description = "a field out of range, or 10 live secrets already", body = ErrorBody),
+        (status = 400, description = "a field out of range", body = ErrorBody),
         (status = 401, description = "missing or bad token", body = ErrorBody),
         (status = 403, description = "not an admin", body = ErrorBody),
         (status = 404, description = "no such service account", body = ErrorBody),
-        (status = 409, description = "the account is revoked", body = ErrorBody),
+        (status = 409, description = "the account is revoked (account_revoked), or holds 10 live secrets already (too_many_client_secrets)", body = ErrorBody),
     ))]
 pub async fn create(
     state: web::Data<AppState>,

@@ -426,6 +426,25 @@ async fn secrets_rotate_expire_and_revoke(backend: Backend) {
     );
 }
 
+async fn at_most_ten_live_secrets(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let account = app.create_account(sensor("sensor:many")).await;
+    let id = &account["identity_id"];
+    for _ in 0..10 {
+        new_secret(&app, id, json!({})).await;
+    }
+    let path = format!("/service-accounts/{id}/client-secrets");
+    let (status, body) = app.admin(Method::POST, &path, None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "too_many_client_secrets"),
+        "{body}"
+    );
+    // A rotation may always add one: the others then expire.
+    let (_, _, rotated) = new_secret(&app, id, json!({"overlap_seconds": 60})).await;
+    assert_eq!(rotated["others_shortened"], 10);
+}
+
 async fn revocation_and_introspection_need_the_client(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let a = app.create_account(sensor("sensor:a")).await;
@@ -942,6 +961,7 @@ crate::both_backends!(
     client_credentials_with_a_stock_client,
     errors_are_rfc6749,
     secrets_rotate_expire_and_revoke,
+    at_most_ten_live_secrets,
     revocation_and_introspection_need_the_client,
     discovery_lists_what_is_supported,
     a_sensor_exchanges_its_token_for_an_execution_token,
