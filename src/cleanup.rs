@@ -86,6 +86,18 @@ pub fn run(
     trigger: Trigger,
     actor: &Actor,
 ) -> Result<Result<CleanupReport, Skipped>, DbError> {
+    run_observed(manager, settings, trigger, actor, &mut |_, _| {})
+}
+
+/// [`run`], telling `progress(what, rows deleted so far)` after every batch, for the
+/// progress line of `tokend cleanup` on a terminal.
+pub fn run_observed(
+    manager: &DbManager,
+    settings: &Settings,
+    trigger: Trigger,
+    actor: &Actor,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<Result<CleanupReport, Skipped>, DbError> {
     // A connection of its own: the advisory lock lives and dies with it, never leaking into
     // the pool, and is released by PostgreSQL if this process dies mid-run.
     let mut conn = manager.connect().map_err(|e| match e {
@@ -97,7 +109,7 @@ pub fn run(
         log::debug!("cleanup skipped: another replica is running it");
         return Ok(Err(Skipped::RunningElsewhere));
     }
-    let outcome = locked_run(&mut conn, settings, trigger, actor);
+    let outcome = locked_run(&mut conn, settings, trigger, actor, progress);
     let _ = locks::unlock(&mut conn, CLEANUP_LOCK);
     outcome
 }
@@ -108,6 +120,7 @@ fn locked_run(
     settings: &Settings,
     trigger: Trigger,
     actor: &Actor,
+    progress: &mut dyn FnMut(&str, u64),
 ) -> Result<Result<CleanupReport, Skipped>, DbError> {
     let started = Instant::now();
     // The database's clock decides; a host that disagrees with it by more than the bound
@@ -154,16 +167,18 @@ fn locked_run(
     let mut report = CleanupReport::default();
     let mut deleted_notifications = 0;
     let outcome = (|| -> Result<(), DbError> {
-        report.deleted_revocations = delete_in_batches(conn, |c| {
-            revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
-        })?;
-        report.deleted_tokens = delete_in_batches(conn, |c| {
-            tokens::delete_expired_batch(c, token_cutoff, BATCH)
-        })?;
+        report.deleted_revocations =
+            delete_in_batches(conn, &mut |n| progress("revocations", n), |c| {
+                revocations::delete_expired_batch(c, revocation_cutoff, BATCH)
+            })?;
+        report.deleted_tokens =
+            delete_in_batches(conn, &mut |n| progress("token records", n), |c| {
+                tokens::delete_expired_batch(c, token_cutoff, BATCH)
+            })?;
         // Rules that no live token can fall under any more.
         report.deleted_rules = rules::delete_expired(conn, revocation_cutoff)? as u64;
         // Use counts of external tokens (workload federation) that no longer verify.
-        delete_in_batches(conn, |c| {
+        delete_in_batches(conn, &mut |n| progress("federation use counts", n), |c| {
             federation::delete_expired_replays_batch(c, time::to_db(now), BATCH)
         })?;
         // Webhook deliveries no one needs any more: a warning's row keeps it from repeating
@@ -223,9 +238,10 @@ fn locked_run(
 /// Runs `batch` (one delete of up to [`BATCH`] rows) until it deletes fewer, each in its own
 /// transaction (one commit per batch keeps the I/O low), resting after each as long as it
 /// worked: requests and other writers never wait behind a cleanup for long, whatever the
-/// table's size. Returns the rows deleted.
+/// table's size. Tells `deleted_so_far` after each batch. Returns the rows deleted.
 fn delete_in_batches(
     conn: &mut crate::db::DbConnection,
+    deleted_so_far: &mut dyn FnMut(u64),
     mut batch: impl FnMut(&mut crate::db::DbConnection) -> diesel::QueryResult<usize>,
 ) -> Result<u64, DbError> {
     let mut deleted = 0;
@@ -234,6 +250,7 @@ fn delete_in_batches(
         let n = write_transaction(conn, &mut batch)?;
         std::thread::sleep(started.elapsed());
         deleted += n as u64;
+        deleted_so_far(deleted);
         if (n as i64) < BATCH {
             return Ok(deleted);
         }

@@ -5,7 +5,10 @@
 mod agent;
 mod check;
 mod federation;
+mod health;
+mod manual;
 mod people;
+mod progress;
 mod remote;
 mod sa;
 mod secrets;
@@ -108,6 +111,15 @@ pub enum Command {
     /// Keep token files fresh on a sensor host: renew before expiry, write atomically, run
     /// a command after each write; exit 1 only once a held token has expired.
     Agent(agent::AgentArgs),
+    /// Ask a running tokend's /ready: exit 0 when it is ready (the image's HEALTHCHECK).
+    Health(health::HealthArgs),
+    /// Print a shell completion script: `tokend completions bash > ~/.local/share/bash-completion/completions/tokend`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `tokend man > ~/.local/share/man/man1/tokend.1`.
+    Man,
     /// Expiry report for cron: exit 0 when nothing expires within --warn-hours, 1 when
     /// something does or already has, 2 when the check failed.
     Check {
@@ -206,6 +218,9 @@ pub fn run(command: Command) -> ExitCode {
             Ok(())
         }
         Command::Agent(args) => return agent::run(args),
+        Command::Health(args) => health::run(args),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man => manual::man(),
         Command::Sa { remote, command } => return client_exit(sa::run(&remote, command)),
         Command::Federation { remote, command } => {
             return client_exit(federation::run(&remote, command))
@@ -268,7 +283,13 @@ fn migrate(args: SettingsArgs) -> Result<(), String> {
     let pool = crate::db::connect_pool(&manager, 1, settings.db_pool_timeout, settings.db_wait)
         .map_err(|e| e.to_string())?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
-    let applied = crate::db::run_migrations(&mut conn).map_err(|e| e.to_string())?;
+    let bar = progress::Progress::bar("migrating", 0);
+    let applied = crate::db::run_migrations_with(&mut conn, &mut |done, pending, name| {
+        bar.set_length(pending as u64);
+        bar.set(done as u64, name.to_owned());
+    })
+    .map_err(|e| e.to_string())?;
+    drop(bar);
     eprintln!(
         "tokend: {applied} migrations applied to {}",
         settings.database
@@ -404,14 +425,17 @@ fn keys(command: KeysCommand) -> Result<(), String> {
 fn cleanup(args: SettingsArgs) -> Result<(), String> {
     let settings = args.into_settings()?;
     let opened = app::open(&settings).map_err(|e| e.to_string())?;
-    let report = crate::cleanup::run(
+    let spinner = progress::Progress::spinner("cleanup");
+    let report = crate::cleanup::run_observed(
         &opened.manager,
         &settings,
         crate::cleanup::Trigger::OnDemand,
         &Actor::default(),
+        &mut |what, deleted| spinner.set(deleted, format!("{deleted} {what} deleted")),
     )
     .map_err(|e| crate::error::cause_chain(&e))?
     .map_err(|skipped| skipped.to_string())?;
+    drop(spinner);
     println!(
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?

@@ -71,3 +71,78 @@ pub fn hours_text(seconds: i64) -> String {
         format!("{:.1} h", abs as f64 / 3_600.0)
     }
 }
+
+/// How a client verb prints: `--output text` (the default; tables are aligned to their
+/// widest cell) or `--output json` for scripts. `--json` is kept as a shorthand.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// Same as --output json.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl OutputArgs {
+    pub fn is_json(&self) -> bool {
+        self.json || self.output == Format::Json
+    }
+}
+
+/// Rows as columns padded to their widest cell (the last column is not padded).
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_align_to_the_widest_cell() {
+        let rows = vec![
+            vec!["ID".to_owned(), "NAME".to_owned(), "SCOPE".to_owned()],
+            vec![
+                "1".to_owned(),
+                "sensor:a-very-long-account-name-indeed".to_owned(),
+                "sensor".to_owned(),
+            ],
+            vec!["12".to_owned(), "ünï".to_owned(), "cli".to_owned()],
+        ];
+        let text = super::aligned(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  NAME                                    SCOPE"
+        );
+        assert_eq!(lines[2], "12  ünï                                     cli");
+    }
+}

@@ -1,5 +1,5 @@
 //! `tokend sa create|list|show|revoke|rotate|secret|keys`: the service-account API from the command
-//! line. Human output by default, `--json` for machines. Exit codes: 0 done, 1 the server
+//! line. Human output by default, `--output json` for machines. Exit codes: 0 done, 1 the server
 //! refused (the message says why), 2 could not ask (no token, unreachable, server error).
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use super::remote::{hours_text, Failure, RemoteArgs};
+use super::remote::{aligned, hours_text, Failure, OutputArgs, RemoteArgs};
 use crate::client::{write_secret_file, ApiClient};
 
 #[derive(Debug, Clone, Args)]
@@ -80,8 +80,8 @@ pub enum SaCommand {
         /// Also write the token to this file (atomically, mode 0600).
         #[arg(long)]
         token_out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List service accounts (all pages).
     List {
@@ -95,22 +95,22 @@ pub enum SaCommand {
         /// Only accounts expiring within this many hours.
         #[arg(long)]
         expiring_within_hours: Option<u32>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Show one account and its tokens.
     Show {
         id: i64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Revoke an account and every live token it holds.
     Revoke {
         id: i64,
         #[arg(long)]
         reason: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// OAuth 2.0 client secrets of an account: create, list, revoke.
     Secret {
@@ -136,8 +136,8 @@ pub enum SaCommand {
         /// Also write the new token to this file (atomically, mode 0600).
         #[arg(long)]
         token_out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -159,8 +159,9 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             ip_allowlist,
             metadata,
             token_out,
-            json,
+            output,
         } => {
+            let json = output.is_json();
             let mut meta = match metadata {
                 Some(raw) => match serde_json::from_str(&raw) {
                     Ok(Value::Object(map)) => map,
@@ -209,8 +210,9 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             name,
             status,
             expiring_within_hours,
-            json,
+            output,
         } => {
+            let json = output.is_json();
             let mut query = Vec::new();
             if let Some(s) = scope {
                 query.push(format!("scope={}", encode(&s)));
@@ -232,7 +234,8 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        SaCommand::Show { id, json } => {
+        SaCommand::Show { id, output } => {
+            let json = output.is_json();
             let account = api.get(&format!("/service-accounts/{id}"))?;
             if json {
                 println!("{account}");
@@ -241,7 +244,8 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        SaCommand::Revoke { id, reason, json } => {
+        SaCommand::Revoke { id, reason, output } => {
+            let json = output.is_json();
             let body = match reason {
                 Some(r) => json!({"reason": r}),
                 None => json!({}),
@@ -269,8 +273,9 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             keep_old,
             reason,
             token_out,
-            json,
+            output,
         } => {
+            let json = output.is_json();
             let old = api.get(&format!("/service-accounts/{id}"))?;
             if old["status"] == json!("revoked") {
                 return Err(Failure::Refused(format!(
@@ -386,21 +391,20 @@ fn print_issued(created: &Value, json: bool) {
 }
 
 fn print_table(accounts: &[Value]) {
-    println!(
-        "{:<8} {:<32} {:<10} {:<8} {:<22} REMAINING",
-        "ID", "NAME", "SCOPE", "STATUS", "EXPIRES"
-    );
-    for a in accounts {
-        println!(
-            "{:<8} {:<32} {:<10} {:<8} {:<22} {}",
+    let mut rows = vec![["ID", "NAME", "SCOPE", "STATUS", "EXPIRES", "REMAINING"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(accounts.iter().map(|a| {
+        vec![
             a["identity_id"].to_string(),
             text(&a["name"]),
             text(&a["scope"]),
             text(&a["status"]),
-            a["expires_at"].as_str().unwrap_or("-"),
-            until(&a["expires_at"])
-        );
-    }
+            a["expires_at"].as_str().unwrap_or("-").to_owned(),
+            until(&a["expires_at"]),
+        ]
+    }));
+    print!("{}", aligned(&rows));
     println!("{} account(s)", accounts.len());
 }
 

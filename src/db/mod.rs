@@ -292,21 +292,39 @@ fn keep_sqlite_private(path: &std::path::Path) -> Result<(), DbError> {
 /// Applies pending migrations. Safe when several processes start at once: PostgreSQL
 /// serialises them with an advisory lock, SQLite with an immediate (write-locked) transaction.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
+    run_migrations_with(conn, &mut |_, _, _| {})
+}
+
+/// [`run_migrations`], telling `step(done, pending, name)` before each migration (and once
+/// with `done == pending` at the end), for `tokend migrate`'s progress bar.
+pub fn run_migrations_with(
+    conn: &mut DbConnection,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Result<usize, DbError> {
+    fn each<DB: diesel::backend::Backend>(
+        c: &mut impl MigrationHarness<DB>,
+        source: EmbeddedMigrations,
+        step: &mut dyn FnMut(usize, usize, &str),
+    ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+        let pending = c.pending_migrations(source)?;
+        for (done, migration) in pending.iter().enumerate() {
+            step(done, pending.len(), &migration.name().to_string());
+            c.run_migration(migration)?;
+        }
+        step(pending.len(), pending.len(), "");
+        Ok(pending.len())
+    }
     let to_err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
         DbConnection::Pg(c) => c.transaction(|c| {
             // A migration may rebuild an index on a large table: no statement timeout here.
             diesel::sql_query("SET LOCAL statement_timeout = 0").execute(c)?;
             diesel::sql_query("SELECT pg_advisory_xact_lock(7428661)").execute(c)?;
-            c.run_pending_migrations(PG_MIGRATIONS)
-                .map(|v| v.len())
-                .map_err(to_err)
+            each(c, PG_MIGRATIONS, step).map_err(to_err)
         }),
-        DbConnection::Sqlite(c) => c.immediate_transaction(|c| {
-            c.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|v| v.len())
-                .map_err(to_err)
-        }),
+        DbConnection::Sqlite(c) => {
+            c.immediate_transaction(|c| each(c, SQLITE_MIGRATIONS, step).map_err(to_err))
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod metrics;
 
 mod agent;
 mod cli;
+mod cli_conventions;
 mod containment;
 mod deploy;
 mod errors;
