@@ -15,6 +15,7 @@ mod agent;
 mod cli;
 mod containment;
 mod deploy;
+mod docs;
 mod errors;
 mod expiry_webhook;
 mod failover;
