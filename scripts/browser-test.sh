@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard in a real headless Chromium (Debian's chromium, driven by playwright-core):
-# sign in, create an account, see it listed, revoke it, see it revoked.
+# every view renders the seeded data, rotate and revoke (each confirmed) take effect through
+# the API, a viewer gets a read-only dashboard. With a path, the overview's screenshot goes
+# there (docs/dashboard.png is made so); CI runs it without one.
 #
 #   scripts/browser-test.sh [screenshot.png]
 #
@@ -28,11 +30,28 @@ server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" > /dev/null && break; sleep 0.1; done
 TOKEND_TOKEN=$("$BIN" admin-token)
 export TOKEND_URL="http://127.0.0.1:$port" TOKEND_TOKEN
-# Something to look at besides the account the test creates.
-"$BIN" sa create --name sensor:core.timer --scope sensor --trigger-type core.timer > /dev/null
-"$BIN" sa create --name exec:4711 --scope execution --execution-id 4711 --ttl-minutes 45 > /dev/null
-"$BIN" sa create --name webhook:github --scope webhook --allowed-path /webhooks/github > /dev/null
-"$BIN" sa create --name cli:alice --scope cli --ttl-days 7 > /dev/null
+# Something to look at: expiries spread over the week (two inside the warning window),
+# one beyond it, an account whose only token was revoked, a revoked account.
+sa() { "$BIN" sa create --json "$@" | jq -r .identity_id; }
+sa --name sensor:core.timer --scope sensor --trigger-type core.timer > /dev/null
+sa --name sensor:github.poll --scope sensor --trigger-type github.push --ttl-hours 30 > /dev/null
+sa --name sensor:kafka --scope sensor --trigger-type kafka.message --ttl-hours 50 > /dev/null
+sa --name sensor:disk --scope sensor --trigger-type core.disk --ttl-hours 24 > /dev/null
+sa --name exec:4711 --scope execution --execution-id 4711 --ttl-minutes 45 > /dev/null
+sa --name exec:4712 --scope execution --execution-id 4712 --ttl-minutes 20 > /dev/null
+sa --name webhook:github --scope webhook --allowed-path /webhooks/github > /dev/null
+sa --name cli:alice --scope cli --ttl-days 7 > /dev/null
+sa --name cli:bob --scope cli --ttl-days 14 > /dev/null
+leaked=$(sa --name sensor:leaked --scope sensor --trigger-type core.timer)
+"$BIN" revoke --identity-id "$leaked" --reason "token leaked" > /dev/null
+retired=$(sa --name sensor:retired --scope sensor --trigger-type core.timer)
+"$BIN" sa revoke "$retired" --reason "sensor retired" > /dev/null
+# People, and a signing key rotation (so Keys shows active, retiring and next).
+printf '%s\n' 'correct horse battery' | "$BIN" user add carol --role admin --password-stdin > /dev/null
+printf '%s\n' 'correct horse battery' | "$BIN" user add dave --role viewer --password-stdin > /dev/null
+# The next key is published at start; it may sign once clients had a second to fetch it.
+sleep 1
+TOKEND_JWKS_MAX_AGE=1s "$BIN" keys rotate > /dev/null
 
 screenshot=${1:+$(realpath -m "$1")}
 (cd tests/browser && node dashboard.mjs "$TOKEND_URL" "$TOKEND_TOKEN" ${screenshot:+"$screenshot"})

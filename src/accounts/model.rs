@@ -17,9 +17,11 @@ use crate::time::{self, rfc3339};
 pub enum AccountStatus {
     /// Not revoked, and holds at least one token that has not expired.
     Active,
-    /// Not revoked, but all its tokens have expired.
+    /// Not revoked, but its latest unrevoked token has expired.
     Expired,
-    /// Revoked: none of its tokens is accepted any more.
+    /// Revoked: the account was (`revoked_at` is set), or every token it held was
+    /// (`revoked_at` is null; a new token for it makes it active again). Either way none of
+    /// its tokens is accepted any more, and none of them merely expired.
     Revoked,
 }
 
@@ -56,10 +58,12 @@ impl Account {
             .map_err(|e| DbError::Corrupt(format!("identity {} metadata: {e}", row.id)))?;
         let expires_at = row.expires_at.map(time::from_db);
         let revoked_at = row.revoked_at.map(time::from_db);
+        // `expires_at` is the latest expiry among the unrevoked tokens: none means every
+        // token was revoked, which is not the same as having expired.
         let status = match (revoked_at, expires_at) {
-            (Some(_), _) => AccountStatus::Revoked,
+            (Some(_), _) | (None, None) => AccountStatus::Revoked,
             (None, Some(exp)) if exp > now => AccountStatus::Active,
-            (None, _) => AccountStatus::Expired,
+            (None, Some(_)) => AccountStatus::Expired,
         };
         Ok(Account {
             identity_id: row.id,

@@ -43,7 +43,9 @@ pub fn run(
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&Utc));
         let remaining = expires.map(|t| (t - now).num_seconds());
-        let warn = remaining.is_none_or(|r| r <= window);
+        // Revoked is not expiring: nothing to renew (the default listing leaves those out).
+        let revoked = a["status"] == json!("revoked");
+        let warn = !revoked && remaining.is_none_or(|r| r <= window);
         rows.push((a, expires, remaining, warn));
     }
     let warnings = rows.iter().filter(|r| r.3).count();
@@ -73,6 +75,9 @@ pub fn run(
                 }
                 (Some(t), Some(r)) => {
                     format!("EXPIRED {}  {} ago", crate::time::format(t), hours_text(*r))
+                }
+                _ if a["status"] == json!("revoked") => {
+                    "revoked: every token of it was revoked".into()
                 }
                 _ => "no live token".into(),
             };

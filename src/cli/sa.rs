@@ -277,7 +277,9 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
         } => {
             let json = output.is_json();
             let old = api.get(&format!("/service-accounts/{id}"))?;
-            if old["status"] == json!("revoked") {
+            // The account itself, not its tokens: one whose tokens were all revoked can
+            // still be rotated.
+            if !old["revoked_at"].is_null() {
                 return Err(Failure::Refused(format!(
                     "account {id} is revoked; create a new one instead"
                 )));

@@ -17,6 +17,9 @@ use crate::time::{self, rfc3339};
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyInfo {
     pub kid: String,
+    /// The JWS algorithm it signs with, e.g. `EdDSA`.
+    #[schema(example = "EdDSA")]
+    pub alg: String,
     /// `next`, `active`, `retiring`, `retired` or `revoked`.
     pub status: String,
     #[serde(with = "rfc3339")]
@@ -49,6 +52,7 @@ pub async fn list(state: web::Data<AppState>, _reader: Reader) -> Result<HttpRes
         .into_iter()
         .map(|r| KeyInfo {
             kid: r.kid,
+            alg: r.algorithm,
             status: r.status,
             created_at: time::from_db(r.created_at),
             activated_at: r.activated_at.map(time::from_db),

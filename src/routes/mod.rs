@@ -32,7 +32,7 @@ fn resource(path: &'static str, allow: &'static str) -> Resource {
     labelled(path, path).default_service(method_not_allowed(allow))
 }
 
-/// A GET-only resource inside the `/docs` scope.
+/// A GET-only resource inside the `/docs` or `/ui` scope.
 fn docs_resource(path: &'static str, pattern: &'static str) -> Resource {
     labelled(path, pattern).default_service(method_not_allowed("GET"))
 }
@@ -144,8 +144,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
         .service(resource("/docs", "GET").route(web::get().to(docs::page)))
         .service(resource("/ui", "GET").route(web::get().to(ui::index)))
-        .service(resource("/ui/app.js", "GET").route(web::get().to(ui::script)))
-        .service(resource("/ui/app.css", "GET").route(web::get().to(ui::style)))
+        .service(ui_assets().wrap(actix_web::middleware::Compress::default()))
         .service(
             web::scope("/docs")
                 .wrap(actix_web::middleware::Compress::default())
@@ -161,6 +160,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     docs_resource("/init.js", "/docs/init.js").route(web::get().to(docs::init)),
                 ),
         );
+}
+
+/// The dashboard's scripts, styles and vendored chart library, compressed like `/docs`.
+fn ui_assets() -> actix_web::Scope {
+    let mut scope = web::scope("/ui");
+    for asset in ui::ASSETS {
+        scope = scope.service(
+            docs_resource(asset.path, asset.pattern)
+                .route(web::get().to(move || async move { asset.respond() })),
+        );
+    }
+    scope
 }
 
 /// The spec, with this server's TTL bounds.

@@ -152,7 +152,8 @@ pub struct ListQuery {
     pub scope: Option<String>,
     /// Only accounts with exactly this name.
     pub name: Option<String>,
-    /// `active`, `expired`, `revoked` or `all`; default: everything not revoked.
+    /// `active`, `expired`, `revoked` or `all`; default: everything not revoked. `revoked`
+    /// takes in accounts whose every token was revoked: revoked is not expired.
     #[param(value_type = Option<String>, example = "active")]
     pub status: Option<String>,
     /// Only accounts whose latest token expires within this many hours (and has not yet).

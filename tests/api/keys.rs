@@ -87,6 +87,14 @@ async fn rotation_and_emergency_revocation(backend: Backend) {
         1,
         "a next key is published before it signs"
     );
+    assert!(
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["alg"] == "EdDSA"),
+        "{keys}"
+    );
     let published = jwks_kids(&a).await;
     assert_eq!(published.len(), 2);
 

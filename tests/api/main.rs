@@ -40,6 +40,7 @@ mod strict_input;
 mod tls;
 mod token_attacks;
 mod ttl;
+mod ui;
 mod users;
 mod verify;
 mod walkthrough;

@@ -1,10 +1,10 @@
 //! The operator's rotation workflow, end to end.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{code, seconds_between, Backend, TestApp};
+use crate::helpers::{code, seconds_between, sensor, Backend, TestApp};
 
 async fn rotation_workflow(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -282,4 +282,98 @@ async fn paging(backend: Backend) {
     assert_eq!(active["total"], 5);
 }
 
-crate::both_backends!(rotation_workflow, rotation_keeping_the_identity, paging);
+/// An account whose only token was revoked (not the account itself) is `revoked`, not
+/// `expired`: in the listing, in each status filter, and in the account's own view.
+async fn all_tokens_revoked_is_revoked_not_expired(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let dead = app.create_account(sensor("sensor:dead")).await;
+    app.create_account(sensor("sensor:live")).await;
+    let id = dead["identity_id"].as_i64().unwrap();
+    let token_id = dead["token_id"].as_str().unwrap();
+    let (status, body) = app
+        .admin(
+            Method::DELETE,
+            &format!("/service-accounts/{id}/tokens/{token_id}"),
+            Some(&json!({"reason": "leaked"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, account) = app
+        .admin(Method::GET, &format!("/service-accounts/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["status"], "revoked", "{account}");
+    assert_eq!(account["expires_at"], Value::Null, "{account}");
+    assert_eq!(
+        account["revoked_at"],
+        Value::Null,
+        "the account itself was not revoked"
+    );
+
+    let names = |page: &Value| -> Vec<(String, String)> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().into(),
+                    a["status"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let list = |query: &'static str| {
+        let app = &app;
+        async move {
+            let (status, page) = app
+                .admin(
+                    Method::GET,
+                    &format!("/service-accounts?scope=sensor{query}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let pair = |name: &str, status: &str| (name.to_owned(), status.to_owned());
+    assert_eq!(
+        names(&list("&status=all").await),
+        [
+            pair("sensor:dead", "revoked"),
+            pair("sensor:live", "active")
+        ]
+    );
+    assert_eq!(
+        names(&list("&status=revoked").await),
+        [pair("sensor:dead", "revoked")]
+    );
+    assert_eq!(names(&list("&status=expired").await), []);
+    // The default listing leaves revoked accounts out, this one too.
+    let default = list("").await;
+    assert_eq!(names(&default), [pair("sensor:live", "active")]);
+    assert_eq!(default["total"], 1);
+
+    // A new token for the account brings it back.
+    let (status, issued) = app
+        .admin(
+            Method::POST,
+            &format!("/service-accounts/{id}/tokens"),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let (_, account) = app
+        .admin(Method::GET, &format!("/service-accounts/{id}"), None)
+        .await;
+    assert_eq!(account["status"], "active", "{account}");
+}
+
+crate::both_backends!(
+    rotation_workflow,
+    rotation_keeping_the_identity,
+    paging,
+    all_tokens_revoked_is_revoked_not_expired
+);

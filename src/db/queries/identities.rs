@@ -233,13 +233,16 @@ pub fn set_expiry(
         .execute(conn)
 }
 
-/// Which accounts a listing shows.
+/// Which accounts a listing shows. `expires_at` is the latest expiry among an account's
+/// unrevoked tokens, so an account without one has had every token revoked: it counts as
+/// revoked, not expired (as `Account::from_row` says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     /// Not revoked and holding a token that has not expired.
     Active,
-    /// Not revoked, but every token has expired.
+    /// Not revoked, but its latest unrevoked token has expired.
     Expired,
+    /// The account was revoked, or every token it held was.
     Revoked,
     /// Active or expired (the default).
     NotRevoked,
@@ -273,13 +276,17 @@ fn filtered(f: &ListFilter) -> identity::BoxedQuery<'_, MultiBackend> {
         StatusFilter::Active => q
             .filter(identity::revoked_at.is_null())
             .filter(identity::expires_at.gt(f.now)),
-        StatusFilter::Expired => q.filter(identity::revoked_at.is_null()).filter(
-            identity::expires_at
-                .is_null()
-                .or(identity::expires_at.le(f.now)),
+        StatusFilter::Expired => q
+            .filter(identity::revoked_at.is_null())
+            .filter(identity::expires_at.le(f.now)),
+        StatusFilter::Revoked => q.filter(
+            identity::revoked_at
+                .is_not_null()
+                .or(identity::expires_at.is_null()),
         ),
-        StatusFilter::Revoked => q.filter(identity::revoked_at.is_not_null()),
-        StatusFilter::NotRevoked => q.filter(identity::revoked_at.is_null()),
+        StatusFilter::NotRevoked => q
+            .filter(identity::revoked_at.is_null())
+            .filter(identity::expires_at.is_not_null()),
         StatusFilter::All => q,
     };
     if let Some(before) = f.expiring_before {
