@@ -242,7 +242,7 @@ fn resolve_original_uri<'a>(
                 format!(
                     "the original path is ambiguous: {source} says '{}' but {other} says '{}'; \
                      a proxy sets one of them, so the other came from the client. Make the proxy \
-                     set the header itself (README: Forward-auth for gateways)",
+                     set the header itself (docs/integrations.md: Forward-auth for gateways)",
                     printable(&uri, 120),
                     printable(&other_uri, 120)
                 ),

@@ -1,6 +1,9 @@
 //! The deploy files are checked, not decorative: the Prometheus alert rules pass
 //! `promtool check rules` and their unit tests (`promtool test rules`), and every metric the
-//! rules and the Grafana dashboard use is one tokend exports.
+//! rules and the Grafana dashboard use is one tokend exports; the systemd units pass
+//! `systemd-analyze verify`, the Kubernetes manifests `kubernetes-validate --strict`, and
+//! docker-compose.yml the Compose Specification's schema and `podman-compose config`.
+//! (The image itself is built and run by scripts/image-test.sh, a stage of .ci/run.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,20 +16,25 @@ fn deploy(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// `found`, or (outside CI only) `None` with a "skipped" note: in CI a missing tool fails.
+fn required(found: Option<PathBuf>, name: &str, install: &str) -> Option<PathBuf> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing: {install} (.ci/run installs it)"
+        );
+        eprintln!("skipped: {name} is not installed ({install})");
+    }
+    found
+}
+
 /// Prometheus's `promtool` (Debian's prometheus package); `None` (skipped) outside CI.
 pub(crate) fn promtool() -> Option<PathBuf> {
     let found = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing: apt-get install prometheus (.ci/run installs it)"
-        );
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
-    }
-    found
+    required(found, "promtool", "apt-get install prometheus")
 }
 
 #[actix_web::test]
@@ -140,18 +148,7 @@ async fn systemd_units_verify() {
 /// lists exactly the manifests there are.
 #[actix_web::test]
 async fn kubernetes_manifests_validate() {
-    let venv_bin = std::env::var_os("TOKEND_TEST_PYTHON")
-        .map(PathBuf::from)
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    let Some(validate) = venv_bin
-        .map(|d| d.join("kubernetes-validate"))
-        .filter(|p| p.is_file())
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubernetes-validate is missing from TOKEND_TEST_PYTHON's venv (.ci/run installs it)"
-        );
-        eprintln!("skipped: kubernetes-validate is not installed (TOKEND_TEST_PYTHON's venv)");
+    let Some(validate) = venv_tool("kubernetes-validate") else {
         return;
     };
     let dir = deploy("kubernetes");
@@ -191,4 +188,122 @@ async fn kubernetes_manifests_validate() {
         .current_dir(&dir);
     let (status, stdout, stderr) = crate::helpers::run_command(cmd).await;
     assert_eq!(status, 0, "kubernetes-validate:\n{stdout}{stderr}");
+}
+
+/// The tools venv's `bin/NAME`, installed by .ci/run; `None` (skipped) outside CI.
+fn venv_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("TOKEND_TEST_PYTHON")
+        .map(PathBuf::from)
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file());
+    required(found, name, "pip install it into TOKEND_TEST_PYTHON's venv")
+}
+
+/// docker-compose.yml: valid against the Compose Specification's JSON schema (an unknown key
+/// or a wrong type fails), resolved by `podman-compose config`, and wired the way tokend
+/// needs: the database URL names the postgres service with its credentials, tokend waits for
+/// it to be healthy, listens on every interface on the published port, and keeps its data in
+/// the image's volume.
+#[actix_web::test]
+async fn compose_file_validates() {
+    let (Some(schema_check), Some(compose)) =
+        (venv_tool("check-jsonschema"), venv_tool("podman-compose"))
+    else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = std::process::Command::new(schema_check);
+    cmd.args([
+        "--builtin-schema",
+        "vendor.compose-spec",
+        "docker-compose.yml",
+    ])
+    .current_dir(root);
+    let (status, stdout, stderr) = crate::helpers::run_command(cmd).await;
+    assert_eq!(status, 0, "compose-spec schema:\n{stdout}{stderr}");
+
+    let mut cmd = std::process::Command::new(&compose);
+    cmd.args(["-f", "docker-compose.yml", "config"])
+        .current_dir(root);
+    let (status, resolved, stderr) = crate::helpers::run_command(cmd).await;
+    assert_eq!(status, 0, "podman-compose config:\n{resolved}{stderr}");
+    // podman-compose's own Python has PyYAML: the resolved file as JSON.
+    let python = compose.with_file_name("python");
+    let mut cmd = std::process::Command::new(python);
+    cmd.args([
+        "-c",
+        "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
+        "/dev/stdin",
+    ]);
+    let out = crate::helpers::run_with_stdin(cmd, resolved).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let pg = &config["services"]["postgres"];
+    let tokend = &config["services"]["tokend"];
+    let env = |k: &str| {
+        tokend["environment"][k]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let pg_env = |k: &str| pg["environment"][k].as_str().unwrap().to_owned();
+    assert_eq!(
+        env("TOKEND_DATABASE_URL"),
+        format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            pg_env("POSTGRES_USER"),
+            pg_env("POSTGRES_PASSWORD"),
+            pg_env("POSTGRES_DB")
+        )
+    );
+    assert_eq!(
+        tokend["depends_on"]["postgres"]["condition"], "service_healthy",
+        "tokend starts once PostgreSQL is healthy"
+    );
+    assert!(pg["healthcheck"]["test"].is_array());
+    assert!(
+        tokend["build"]["context"].is_string(),
+        "tokend is built from the Dockerfile"
+    );
+
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let listen = Some(env("TOKEND_LISTEN"))
+        .filter(|l| !l.is_empty())
+        .or_else(|| {
+            dockerfile
+                .split_once("TOKEND_LISTEN=")
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap().to_owned())
+        })
+        .unwrap();
+    let (host, port) = listen.rsplit_once(':').unwrap();
+    assert_eq!(
+        host, "0.0.0.0",
+        "inside a container tokend must listen on every interface"
+    );
+    let ports: Vec<&str> = tokend["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
+        "the published port {ports:?} reaches the listen port {port}"
+    );
+    let volume = dockerfile
+        .split_once("VOLUME [\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(path, _)| path.to_owned())
+        .unwrap();
+    assert!(
+        tokend["volumes"].as_array().unwrap().iter().any(|v| v
+            .as_str()
+            .is_some_and(|v| v.ends_with(&format!(":{volume}")))),
+        "the data volume is mounted at the image's VOLUME {volume}"
+    );
 }
