@@ -13,7 +13,9 @@ pub mod users;
 
 pub use input::{AccountName, Description, Reason};
 pub use model::{Account, AccountDetail, AccountStatus, TokenRecord};
-pub use revoke::{apply_revoked, revoke_account, revoke_token, Revoked, TokenOwner};
-pub use service::{create, get, issue_token, list, Issued, NewAccount};
+pub use revoke::{
+    apply_revoked, revoke_account, revoke_account_in, revoke_token, Revoked, TokenOwner,
+};
+pub use service::{create, create_in, get, issue_token, list, Issued, NewAccount};
 
 pub use crate::audit::Actor;

@@ -55,8 +55,21 @@ pub fn revoke_account(
     leeway: Duration,
     actor: &Actor,
 ) -> Result<Revoked, ApiError> {
-    let reason = reason.map(Reason::as_str);
     write_transaction(conn, |conn| {
+        revoke_account_in(conn, identity_id, reason, leeway, actor)
+    })
+}
+
+/// [`revoke_account`] inside the caller's write transaction (a group-commit batch).
+pub fn revoke_account_in(
+    conn: &mut DbConnection,
+    identity_id: i64,
+    reason: Option<&Reason>,
+    leeway: Duration,
+    actor: &Actor,
+) -> Result<Revoked, ApiError> {
+    let reason = reason.map(Reason::as_str);
+    {
         let now = time::now();
         let changed = identities::mark_revoked(
             conn,
@@ -93,7 +106,7 @@ pub fn revoke_account(
             revoked_at: now,
             already_revoked: false,
         })
-    })
+    }
 }
 
 /// Revokes every token of an identity that still verifies (tokens inside the leeway after

@@ -43,7 +43,17 @@ pub fn create(
     new: &NewAccount,
     actor: &Actor,
 ) -> Result<Issued, ApiError> {
-    write_transaction(conn, |conn| {
+    write_transaction(conn, |conn| create_in(conn, tokens, new, actor))
+}
+
+/// [`create`] inside the caller's write transaction (a group-commit batch, `db::group_commit`).
+pub fn create_in(
+    conn: &mut DbConnection,
+    tokens: &TokenService,
+    new: &NewAccount,
+    actor: &Actor,
+) -> Result<Issued, ApiError> {
+    {
         let now = time::now();
         let expires = now + chrono::Duration::from_std(new.ttl).unwrap_or(chrono::Duration::MAX);
         let metadata_json = new.metadata.to_json();
@@ -89,7 +99,7 @@ pub fn create(
             account: Account::from_row(row, now)?,
             token,
         })
-    })
+    }
 }
 
 /// A new token for an existing, unrevoked account (rotation that keeps `identity_id`).

@@ -314,10 +314,13 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse(&state.settings.scopes)?;
     let actor = principal.actor(&req);
-    let issued = with_db(&state, move |s, conn| {
-        accounts::create(conn, &s.tokens, &new, &actor)
-    })
-    .await?;
+    // Creations arriving together share one transaction (db::group_commit): each is answered
+    // once its own rows are durable.
+    let s = state.clone();
+    let issued = state
+        .group
+        .run(move |conn| accounts::create_in(conn, &s.tokens, &new, &actor))
+        .await?;
     telemetry::token_issued(issued.account.scope);
     log::info!(
         "issued token {} for new {} account {} ({})",
@@ -401,10 +404,11 @@ pub async fn revoke(
     let reason = body.0.unwrap_or_default().reason()?;
     let actor = principal.actor(&req);
     let leeway = state.tokens.leeway();
-    let revoked: Revoked = with_db(&state, move |_, conn| {
-        accounts::revoke_account(conn, id, reason.as_ref(), leeway, &actor)
-    })
-    .await?;
+    // Batched like creation; the revocation set learns of it only after the commit.
+    let revoked: Revoked = state
+        .group
+        .run(move |conn| accounts::revoke_account_in(conn, id, reason.as_ref(), leeway, &actor))
+        .await?;
     revoked.apply(state.tokens.revocations());
     if !revoked.already_revoked {
         log::info!(

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod polls;
 pub mod push;
 pub mod revocation;
+mod revoked_ids;
 pub mod rules;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -27,7 +27,7 @@ use crate::scope::Scope;
 
 /// Revoked, unexpired token ids, and the revocation rules in force. Reads take no lock.
 pub struct RevocationSet {
-    map: crate::FastMap<Uuid, i64>,
+    ids: super::revoked_ids::RevokedIds,
     rules: RuleSet,
     /// Successful database polls, for readiness and tests.
     polls: AtomicU64,
@@ -54,7 +54,7 @@ impl RevocationSet {
     /// `max_staleness` or the clock is off by more than `max_skew`.
     pub fn with_bounds(max_staleness: Duration, max_skew: Duration) -> RevocationSet {
         RevocationSet {
-            map: Default::default(),
+            ids: Default::default(),
             rules: RuleSet::default(),
             polls: AtomicU64::new(0),
             freshness: Arc::new(Freshness::new(max_staleness, max_skew)),
@@ -66,7 +66,7 @@ impl RevocationSet {
     }
 
     pub fn is_revoked(&self, jti: &Uuid) -> bool {
-        self.map.pin().contains_key(jti)
+        self.ids.contains(jti)
     }
 
     /// Whether this token is refused: revoked by id, or covered by a rule.
@@ -80,21 +80,21 @@ impl RevocationSet {
 
     /// Adds a revoked token (`exp` in UNIX seconds).
     pub fn insert(&self, jti: Uuid, exp: i64) {
-        self.map.pin().insert(jti, exp);
+        self.ids.insert(jti, exp);
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.ids.is_empty()
     }
 
     /// Forgets tokens that expired before `before` (UNIX seconds): verification refuses them
     /// as expired anyway.
     pub fn prune(&self, before: i64) {
-        self.map.pin().retain(|_, exp| *exp >= before);
+        self.ids.prune(before);
     }
 
     pub fn polls(&self) -> u64 {
@@ -103,21 +103,21 @@ impl RevocationSet {
 
     /// Adds polled rows; returns how many were not in the set yet.
     fn absorb(&self, rows: Vec<RevokedToken>) -> usize {
-        let map = self.map.pin();
-        let mut fresh = 0;
-        for (jti, exp) in rows {
-            match Uuid::parse_str(&jti) {
-                Ok(id) => {
-                    fresh += usize::from(map.insert(id, exp.and_utc().timestamp()).is_none());
-                }
-                Err(_) => {
-                    log::warn!("token_revocation holds a token id that is not a UUID; ignored")
-                }
-            }
-        }
-        fresh
+        self.ids.extend(
+            rows.into_iter()
+                .filter_map(|(jti, exp)| match Uuid::parse_str(&jti) {
+                    Ok(id) => Some((id, exp.and_utc().timestamp())),
+                    Err(_) => {
+                        log::warn!("token_revocation holds a token id that is not a UUID; ignored");
+                        None
+                    }
+                }),
+        )
     }
 }
+
+/// Rows per query of the start-up load.
+const LOAD_PAGE: i64 = 20_000;
 
 /// Loads every live revocation (of tokens that have not expired by the earlier of this host's
 /// and the database's clock, less `leeway`) and every rule in force; returns the cursor to
@@ -129,8 +129,11 @@ pub fn load(
 ) -> Result<Cursor, diesel::result::Error> {
     let started = std::time::Instant::now();
     let cutoff = live_cutoff(conn, leeway)?;
-    let (rows, cursor) = all_live(conn, cutoff)?;
-    set.absorb(rows);
+    // The cursor first: whatever commits while we read is picked up by the next poll.
+    let cursor = revocations::cursor_now(conn)?;
+    each_live_page(conn, cutoff, |rows| {
+        set.absorb(rows);
+    })?;
     set.rules.replace(rules_in_force(conn)?);
     if let Some(skew) = measure_skew(conn)? {
         set.freshness.measured_skew(skew);
@@ -160,14 +163,31 @@ fn live_cutoff(
     Ok(db_now.min(local) - leeway)
 }
 
-/// Every revocation of a token that expires after `cutoff`, and the cursor to poll from.
+/// Every revocation of a token that expires after `cutoff`, a page at a time.
+fn each_live_page(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    mut page: impl FnMut(Vec<RevokedToken>),
+) -> Result<(), diesel::result::Error> {
+    let mut after = 0;
+    while let (rows, Some(last)) = revocations::live_page(conn, cutoff, after, LOAD_PAGE)? {
+        page(rows);
+        after = last;
+    }
+    Ok(())
+}
+
+/// Every revocation of a token that expires after `cutoff`, and the cursor to poll from
+/// (the re-read after a failed poll).
 fn all_live(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
 ) -> Result<(Vec<RevokedToken>, Cursor), diesel::result::Error> {
     // The cursor first: whatever commits while we read is picked up by the next poll.
     let cursor = revocations::cursor_now(conn)?;
-    Ok((revocations::live(conn, cutoff)?, cursor))
+    let mut all = Vec::new();
+    each_live_page(conn, cutoff, |rows| all.extend(rows))?;
+    Ok((all, cursor))
 }
 
 /// The database's clock minus this host's, unless the round trip took too long to tell.

@@ -26,11 +26,31 @@ pub fn insert_many(conn: &mut DbConnection, rows: &[NewRevocation]) -> QueryResu
 pub type RevokedToken = (String, NaiveDateTime);
 
 /// Every revocation of a token that expires after `cutoff`.
-pub fn live(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<Vec<RevokedToken>> {
-    token_revocation::table
+/// One page of the revocations of tokens expiring after `cutoff`: up to `limit` rows with an
+/// id above `after`, in id order (the start-up load reads a million rows a page at a time,
+/// so it never holds them all as strings at once). Returns the last id read.
+pub fn live_page(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    after: i64,
+    limit: i64,
+) -> QueryResult<(Vec<RevokedToken>, Option<i64>)> {
+    let rows: Vec<(i64, String, NaiveDateTime)> = token_revocation::table
+        .filter(token_revocation::id.gt(after))
         .filter(token_revocation::token_exp.gt(cutoff))
-        .select((token_revocation::token_jti, token_revocation::token_exp))
-        .load(conn)
+        .select((
+            token_revocation::id,
+            token_revocation::token_jti,
+            token_revocation::token_exp,
+        ))
+        .order(token_revocation::id.asc())
+        .limit(limit)
+        .load(conn)?;
+    let last = rows.last().map(|r| r.0);
+    Ok((
+        rows.into_iter().map(|(_, jti, exp)| (jti, exp)).collect(),
+        last,
+    ))
 }
 
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
