@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Expiry report of every service account that is not revoked, with curl, jq and date.
+# Expiry report of every service account that is not revoked itself, with curl, jq and date.
 # Exit 0 when nothing expires within WARN_HOURS (default 6), 1 when something does or already
 # has, 2 when the report could not be made.
 #
@@ -18,14 +18,17 @@ offset=0
 warnings=0
 checked=0
 while :; do
-  page=$(curl -sS -f "$TOKEND_URL/service-accounts?limit=1000&offset=$offset" \
+  # status=all: also the accounts whose every token was revoked (nothing of them works);
+  # those revoked themselves (revoked_at set) are skipped below.
+  page=$(curl -sS -f "$TOKEND_URL/service-accounts?status=all&limit=1000&offset=$offset" \
     -H "Authorization: Bearer $TOKEN") || { echo "check: cannot list accounts at $TOKEND_URL" >&2; exit 2; }
-  rows=$(jq -r '.data[] | [.identity_id, .name, .scope, (.expires_at // "")] | @tsv' <<<"$page")
+  rows=$(jq -r '.data[] | select(.revoked_at == null)
+    | [.identity_id, .name, .scope, (.expires_at // "")] | @tsv' <<<"$page")
   while IFS=$'\t' read -r id name scope expires; do
     [ -n "$id" ] || continue
     checked=$((checked + 1))
     if [ -z "$expires" ]; then
-      echo "⚠ $id $name ($scope): no live token"
+      echo "⚠ $id $name ($scope): no live token (every token was revoked)"
       warnings=$((warnings + 1))
       continue
     fi

@@ -28,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in buildah podman mmdebstrap jq curl; do
+for tool in buildah podman mmdebstrap jq curl python3; do
   command -v "$tool" > /dev/null || { echo "image-test: $tool is missing" >&2; exit 1; }
 done
 cache=target/image
@@ -83,8 +83,10 @@ check '.Env | index("TOKEND_DATA_DIR=/var/lib/tokend/data")' "keeps its data in 
 check '.ExposedPorts | has("8080/tcp")' "exposes 8080" .ExposedPorts
 check '.Volumes | has("/var/lib/tokend/data")' "declares the SQLite volume" .Volumes
 check '.Healthcheck.Test == ["CMD", "tokend", "health"]' "HEALTHCHECK runs the binary" .Healthcheck
-check '.Labels["org.opencontainers.image.title"] == "tokend"
-  and (.Labels["org.opencontainers.image.version"] | length > 0)' "OCI labels" .Labels
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+check ".Labels[\"org.opencontainers.image.title\"] == \"tokend\"
+  and .Labels[\"org.opencontainers.image.version\"] == \"$version\"" \
+  "OCI labels, the version as in Cargo.toml ($version; the Dockerfile's ARG VERSION)" .Labels
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "image-test: $image is $((size / 1024 / 1024)) MiB"
 

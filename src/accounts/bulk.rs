@@ -179,7 +179,8 @@ pub fn revoke_matching(
         let mut ids: Vec<i64> = matched.iter().map(|t| t.identity_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        rule_rows::refresh_expiries(conn, &ids)?;
+        let live_after = now - chrono::Duration::from_std(settings.leeway).unwrap_or_default();
+        rule_rows::refresh_expiries(conn, &ids, time::to_db(live_after))?;
         record(
             conn,
             actor,

@@ -267,7 +267,7 @@ pub fn revoke_token(
                 already_revoked: true,
             });
         }
-        let latest = token_rows::latest_unrevoked_expiry(conn, identity_id)?;
+        let latest = token_rows::latest_unrevoked_expiry(conn, identity_id, time::to_db(cutoff))?;
         identities::set_expiry(conn, identity_id, latest)?;
         record(
             conn,

@@ -267,7 +267,9 @@ pub fn refresh(
                     reason: Some("refreshed".into()),
                 }],
             )?;
-            let latest = token_rows::latest_unrevoked_expiry(conn, claims.identity_id)?;
+            // The refreshed token was just issued: it is the latest live one.
+            let latest =
+                token_rows::latest_unrevoked_expiry(conn, claims.identity_id, time::to_db(now))?;
             identities::set_expiry(conn, claims.identity_id, latest)?;
             gone.push((claims.jti, time::from_db(current.expires_at)));
         }

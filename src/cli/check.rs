@@ -32,8 +32,16 @@ pub fn run(
             )
         })
         .unwrap_or_default();
-    // Everything not revoked: active and already expired.
-    let accounts = list_all(&api, &query)?;
+    // Every account but those revoked themselves: active, expired, and those whose every
+    // token was revoked (the account stands but nothing of it works: someone must issue a new
+    // token or revoke the account).
+    let query = if query.is_empty() {
+        "status=all".to_owned()
+    } else {
+        format!("{query}&status=all")
+    };
+    let mut accounts = list_all(&api, &query)?;
+    accounts.retain(|a| a["revoked_at"].is_null());
     let now = Utc::now();
     let window = (warn_hours * 3600.0) as i64;
     let mut rows = Vec::new();
@@ -43,9 +51,7 @@ pub fn run(
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&Utc));
         let remaining = expires.map(|t| (t - now).num_seconds());
-        // Revoked is not expiring: nothing to renew (the default listing leaves those out).
-        let revoked = a["status"] == json!("revoked");
-        let warn = !revoked && remaining.is_none_or(|r| r <= window);
+        let warn = remaining.is_none_or(|r| r <= window);
         rows.push((a, expires, remaining, warn));
     }
     let warnings = rows.iter().filter(|r| r.3).count();
@@ -77,7 +83,8 @@ pub fn run(
                     format!("EXPIRED {}  {} ago", crate::time::format(t), hours_text(*r))
                 }
                 _ if a["status"] == json!("revoked") => {
-                    "revoked: every token of it was revoked".into()
+                    "no live token: every token was revoked (issue one, or revoke the account)"
+                        .into()
                 }
                 _ => "no live token".into(),
             };

@@ -218,7 +218,7 @@ pub fn run(command: Command) -> ExitCode {
             Ok(())
         }
         Command::Agent(args) => return agent::run(args),
-        Command::Health(args) => health::run(args),
+        Command::Health(args) => return health::run(args),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man => manual::man(),
         Command::Sa { remote, command } => return client_exit(sa::run(&remote, command)),

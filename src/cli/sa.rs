@@ -296,14 +296,25 @@ pub fn run(remote: &RemoteArgs, command: SaCommand) -> Result<(), Failure> {
             ttl.insert_into(&mut body);
             let created = api.post("/service-accounts", &Value::Object(body))?;
             save_token(&created, token_out.as_deref())?;
-            // The new token works before the old one goes.
-            api.with_token(text(&created["token"]))
-                .get("/auth/whoami")?;
-            if !keep_old {
-                api.delete(
-                    &format!("/service-accounts/{id}"),
-                    &json!({"reason": reason}),
-                )?;
+            // The new token works before the old one goes; if either step fails, the new token
+            // is still printed (it is shown only now) and the message says what is left to do.
+            let switched = api
+                .with_token(text(&created["token"]))
+                .get("/auth/whoami")
+                .and_then(|_| match keep_old {
+                    true => Ok(Value::Null),
+                    false => api.delete(
+                        &format!("/service-accounts/{id}"),
+                        &json!({"reason": reason}),
+                    ),
+                });
+            if let Err(e) = switched {
+                print_issued(&created, json);
+                return Err(Failure::Unavailable(format!(
+                    "new account {} created (its token is above), but account {id} was not revoked: {e}; \
+                     revoke it with `tokend sa revoke {id}`",
+                    created["identity_id"]
+                )));
             }
             if json {
                 println!(

@@ -14,7 +14,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 /// Our own files change with every release: the browser asks again each time.
 const OURS: &str = "no-cache";
-/// A vendored library changes only with its version (and then the binary changes too).
+/// A vendored library changes only with its version, which is in its path
+/// (`/ui/vendor/uplot-1.6.32/…`; tests/api/ui.rs holds the two to vendor/uplot/VERSION).
 const VENDORED: &str = "public, max-age=86400";
 
 /// A file under `/ui/`, compiled in.
@@ -76,15 +77,15 @@ pub const ASSETS: &[Asset] = &[
         body: include_str!("../../static/ui/app.css"),
     },
     Asset {
-        path: "/vendor/uPlot.iife.min.js",
-        pattern: "/ui/vendor/uPlot.iife.min.js",
+        path: "/vendor/uplot-1.6.32/uPlot.iife.min.js",
+        pattern: "/ui/vendor/uplot-1.6.32/uPlot.iife.min.js",
         content_type: JS,
         cache_control: VENDORED,
         body: include_str!("../../vendor/uplot/uPlot.iife.min.js"),
     },
     Asset {
-        path: "/vendor/uPlot.min.css",
-        pattern: "/ui/vendor/uPlot.min.css",
+        path: "/vendor/uplot-1.6.32/uPlot.min.css",
+        pattern: "/ui/vendor/uplot-1.6.32/uPlot.min.css",
         content_type: CSS,
         cache_control: VENDORED,
         body: include_str!("../../vendor/uplot/uPlot.min.css"),

@@ -35,11 +35,18 @@ async function rotate(account) {
     if (account.description) body.description = account.description;
     if (account.metadata && Object.keys(account.metadata).length) body.metadata = account.metadata;
     const created = await api("POST", "/service-accounts", body);
-    await api("DELETE", `/service-accounts/${account.identity_id}`, reason ? { reason } : {});
-    showToken(created.token, `${created.name}, new account ${created.identity_id} (old ${account.identity_id} revoked)`);
+    // The new token is shown before the old account goes: if revoking fails, it is not lost.
+    showToken(created.token, `${created.name}, new account ${created.identity_id}`);
+    try {
+      await api("DELETE", `/service-accounts/${account.identity_id}`, reason ? { reason } : {});
+    } catch (e) {
+      say(`New account ${created.identity_id} created (its token is shown), but revoking the old account ${account.identity_id} failed: ${e.message}. Revoke it once the server answers.`, true);
+      await reload();
+      return;
+    }
     say(`Rotated ${account.name}: new account ${created.identity_id}, old ${account.identity_id} revoked.`);
     await reload();
-  } catch (e) { say(`Rotation failed: ${e.message}`, true); }
+  } catch (e) { say(`Rotation failed, nothing changed: ${e.message}`, true); }
 }
 
 async function mint(account) {

@@ -202,7 +202,7 @@ fn progress_only_on_a_terminal() {
 }
 
 /// `tokend health`: 0 with a ready server (a wildcard TOKEND_LISTEN is asked on loopback),
-/// 2 with a clear message when nothing listens.
+/// 1 (Docker's "unhealthy"; it reserves 2) with a clear message when nothing listens.
 #[actix_web::test]
 async fn health_command() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -217,8 +217,26 @@ async fn health_command() {
     assert!(out.contains("ready"), "{out}");
     let (status, _, stderr) =
         run_command(tokend(&["health", "--url", "http://127.0.0.1:9/ready"])).await;
-    assert_eq!(status, 2);
+    assert_eq!(status, 1);
     assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
 }
 
 crate::both_backends!(list_output_formats);
+
+/// Under TLS the probe speaks HTTPS to loopback: the image's HEALTHCHECK works unchanged when
+/// TOKEND_TLS_CERT is set.
+#[actix_web::test]
+async fn health_command_under_tls() {
+    let ca = crate::tls_ca::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ca.server_tls(dir.path());
+    let cert = tls.cert.clone();
+    let app = TestApp::spawn_tls(Backend::Sqlite, tls, &ca).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let mut cmd = tokend(&["health"]);
+    cmd.env("TOKEND_LISTEN", format!("0.0.0.0:{port}"))
+        .env("TOKEND_TLS_CERT", cert);
+    let (status, out, stderr) = run_command(cmd).await;
+    assert_eq!(status, 0, "{stderr}");
+    assert!(out.contains("https://127.0.0.1:"), "{out}");
+}

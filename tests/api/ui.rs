@@ -45,10 +45,27 @@ async fn dashboard_files(backend: Backend) {
         );
     }
 
+    // Vendored files are cached for a day, so their version is in their path: a new uPlot
+    // gets a new URL. The path must name the vendored version.
+    let version =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/vendor/uplot/VERSION"))
+            .unwrap();
+    let version = version.split_whitespace().nth(1).unwrap().to_owned();
+    for asset in tokend::routes::ui::ASSETS
+        .iter()
+        .filter(|a| a.pattern.contains("/vendor/"))
+    {
+        assert!(
+            asset.pattern.contains(&format!("/uplot-{version}/")),
+            "{} does not name uplot {version}",
+            asset.pattern
+        );
+    }
+
     // The chart library is compressed on the way.
     let res = app
         .client
-        .get(app.url("/ui/vendor/uPlot.iife.min.js"))
+        .get(app.url("/ui/vendor/uplot-1.6.32/uPlot.iife.min.js"))
         .header("Accept-Encoding", "gzip")
         .send()
         .await

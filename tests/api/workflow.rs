@@ -284,6 +284,64 @@ async fn paging(backend: Backend) {
 
 /// An account whose only token was revoked (not the account itself) is `revoked`, not
 /// `expired`: in the listing, in each status filter, and in the account's own view.
+/// An account that held several tokens, the older one run out unrevoked (as a renewing
+/// agent leaves them): once its live token is revoked it reads revoked, not expired by the
+/// older token, and `status=revoked` lists it.
+async fn revoked_after_an_older_token_expired(backend: Backend) {
+    let app = TestApp::spawn_short_lived(backend).await;
+    let created = app
+        .create_account(
+            json!({"name": "exec:renewed", "scope": "execution", "ttl_seconds": 1,
+            "metadata": {"execution_id": 77}}),
+        )
+        .await;
+    let id = created["identity_id"].as_i64().unwrap();
+    let (status, newer) = app
+        .admin(
+            Method::POST,
+            &format!("/service-accounts/{id}/tokens"),
+            Some(&json!({"ttl_minutes": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{newer}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let token_id = newer["token_id"].as_str().unwrap();
+    let (status, body) = app
+        .admin(
+            Method::DELETE,
+            &format!("/service-accounts/{id}/tokens/{token_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, account) = app
+        .admin(Method::GET, &format!("/service-accounts/{id}"), None)
+        .await;
+    assert_eq!(account["status"], "revoked", "{account}");
+    assert_eq!(account["expires_at"], Value::Null, "{account}");
+    let (_, page) = app
+        .admin(Method::GET, "/service-accounts?status=revoked", None)
+        .await;
+    assert!(
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["identity_id"] == id),
+        "{page}"
+    );
+    // The cron check still flags it: the account stands, but nothing of it works.
+    let (status, out, stderr) =
+        crate::helpers::run_command(app.cli(["check", "--scope", "execution"])).await;
+    assert_eq!(status, 1, "{out}{stderr}");
+    assert!(
+        out.lines().any(|l| l.starts_with('⚠')
+            && l.contains("exec:renewed")
+            && l.contains("every token was revoked")),
+        "{out}"
+    );
+}
+
 async fn all_tokens_revoked_is_revoked_not_expired(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let dead = app.create_account(sensor("sensor:dead")).await;
@@ -375,5 +433,6 @@ crate::both_backends!(
     rotation_workflow,
     rotation_keeping_the_identity,
     paging,
-    all_tokens_revoked_is_revoked_not_expired
+    all_tokens_revoked_is_revoked_not_expired,
+    revoked_after_an_older_token_expired
 );

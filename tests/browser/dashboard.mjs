@@ -177,8 +177,10 @@ try {
 
   await row.getByRole("button", { name: /^Rotate/ }).click();
   await confirmDialog.getByRole("button", { name: "Rotate" }).click();
-  await page.getByRole("dialog", { name: new RegExp(`New token: ${name}, new account \\d+ \\(old ${oldId} revoked\\)`) }).waitFor();
+  // The new token is shown before the old account is revoked (so a failed revoke loses nothing).
+  await page.getByRole("dialog", { name: new RegExp(`New token: ${name}, new account \\d+`) }).waitFor();
   const rotatedToken = await page.locator("#new-token").inputValue();
+  await page.getByText(new RegExp(`Rotated ${name}: new account \\d+, old ${oldId} revoked\\.`)).waitFor();
   await page.getByRole("button", { name: "Done" }).click();
   const old = await whoami(firstToken);
   assert.equal(old.status, 401);

@@ -85,22 +85,35 @@ pub fn delete_expired(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryRe
         .execute(conn)
 }
 
-/// Recomputes `identity.expires_at` (latest unrevoked expiry) of these identities, 500 per
-/// statement.
-pub fn refresh_expiries(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<usize> {
+/// Recomputes `identity.expires_at` of these identities after a revocation: the latest expiry
+/// among their unrevoked tokens that still verify (expiring after `live_after`), or none, so
+/// that an account whose live tokens were all revoked reads as revoked, not as expired by an
+/// older token that ran out unrevoked. 500 identities per statement.
+pub fn refresh_expiries(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    live_after: NaiveDateTime,
+) -> QueryResult<usize> {
     let mut changed = 0;
     for chunk in ids.chunks(500) {
-        let list = chunk
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        // Ids are integers formatted here, not input: nothing to escape.
-        changed += diesel::sql_query(format!(
-            "UPDATE identity SET expires_at = (SELECT MAX(t.expires_at) FROM issued_token t \
-             WHERE t.identity_id = identity.id AND t.revoked_at IS NULL) WHERE id IN ({list})"
-        ))
-        .execute(conn)?;
+        changed += diesel::update(identity::table.filter(identity::id.eq_any(chunk)))
+            .set(identity::expires_at.eq(None::<NaiveDateTime>))
+            .execute(conn)?;
+        let latest: Vec<(i64, Option<NaiveDateTime>)> = issued_token::table
+            .filter(issued_token::identity_id.eq_any(chunk))
+            .filter(issued_token::revoked_at.is_null())
+            .filter(issued_token::expires_at.gt(live_after))
+            .group_by(issued_token::identity_id)
+            .select((
+                issued_token::identity_id,
+                diesel::dsl::max(issued_token::expires_at),
+            ))
+            .load(conn)?;
+        for (id, exp) in latest {
+            diesel::update(identity::table.filter(identity::id.eq(id)))
+                .set(identity::expires_at.eq(exp))
+                .execute(conn)?;
+        }
     }
     Ok(changed)
 }

@@ -142,10 +142,12 @@ pub fn mark_revoked(
 pub fn latest_unrevoked_expiry(
     conn: &mut DbConnection,
     identity_id: i64,
+    live_after: NaiveDateTime,
 ) -> QueryResult<Option<NaiveDateTime>> {
     issued_token::table
         .filter(issued_token::identity_id.eq(identity_id))
         .filter(issued_token::revoked_at.is_null())
+        .filter(issued_token::expires_at.gt(live_after))
         .select(issued_token::expires_at)
         .order(issued_token::expires_at.desc())
         .first(conn)
