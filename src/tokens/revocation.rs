@@ -131,6 +131,8 @@ pub fn load(
     let cutoff = live_cutoff(conn, leeway)?;
     // The cursor first: whatever commits while we read is picked up by the next poll.
     let cursor = revocations::cursor_now(conn)?;
+    let live = revocations::count_live(conn, cutoff)?;
+    set.ids.reserve(usize::try_from(live).unwrap_or(0));
     each_live_page(conn, cutoff, |rows| {
         set.absorb(rows);
     })?;

@@ -19,6 +19,60 @@ pub async fn revocation_rows(app: &TestApp) -> i64 {
     .unwrap()
 }
 
+/// More rows than one cleanup batch, live and expired interleaved (expiry is not insertion
+/// order): the batched delete in id order takes every expired row and not one live one.
+async fn cleanup_in_batches_takes_exactly_the_expired(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let state = app.state.clone();
+    let live: Vec<String> = actix_web::web::block(move || {
+        let mut conn = state.pool.get().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let mut live = Vec::new();
+        // 45,000 rows: two live of every five, the rest expired by an hour.
+        let rows: Vec<(String, chrono::NaiveDateTime)> = (0..45_000)
+            .map(|i| {
+                let id = uuid::Uuid::new_v4().to_string();
+                let exp = if i % 5 < 2 {
+                    live.push(id.clone());
+                    now + chrono::Duration::hours(1)
+                } else {
+                    now - chrono::Duration::hours(1)
+                };
+                (id, exp)
+            })
+            .collect();
+        for chunk in rows.chunks(1_000) {
+            revocations::bulk_insert_for_benchmarks(&mut conn, chunk, now).unwrap();
+        }
+        live
+    })
+    .await
+    .unwrap();
+    assert_eq!(revocation_rows(&app).await, 45_000);
+    let (status, report) = app.admin(Method::POST, "/admin/cleanup", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["deleted_revocations"], 27_000, "{report}");
+    assert_eq!(revocation_rows(&app).await, 18_000);
+    // What is left is exactly the live ones.
+    let state = app.state.clone();
+    let left: std::collections::HashSet<String> = actix_web::web::block(move || {
+        let mut conn = state.pool.get().unwrap();
+        let far_past = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        let mut left = Vec::new();
+        let mut after = 0;
+        while let (rows, Some(last)) =
+            revocations::live_page(&mut conn, far_past, after, 10_000).unwrap()
+        {
+            left.extend(rows.into_iter().map(|(jti, _)| jti));
+            after = last;
+        }
+        left.into_iter().collect()
+    })
+    .await
+    .unwrap();
+    assert_eq!(left, live.into_iter().collect());
+}
+
 async fn cleanup_deletes_exactly_the_expired_rows(backend: Backend) {
     let app = TestApp::spawn_short_lived(backend).await;
     let mut short = Vec::new();
@@ -94,5 +148,6 @@ async fn cleanup_needs_admin(backend: Backend) {
 
 crate::both_backends!(
     cleanup_deletes_exactly_the_expired_rows,
+    cleanup_in_batches_takes_exactly_the_expired,
     cleanup_needs_admin
 );
