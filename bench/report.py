@@ -107,12 +107,17 @@ absolute = {
     "oauth_jwt_bearer_sqlite tokens/s": (rps("oauth_jwt_bearer_sqlite"), 1000),
     "oauth_jwt_bearer_pg tokens/s": (rps("oauth_jwt_bearer_pg"), 1000),
 }
+# Issue 16's targets for the hot path and the writes; the OpenBao lookup and OAuth ones from
+# earlier issues.
 targets = {
-    "verify_warm / empty": 0.85,
-    "verify_cold_hs256 / empty": 0.5,
+    "verify_warm / empty": 0.92,
+    "verify_warm_hs256 / empty": 0.92,
+    "verify_cold_hs256 / empty": 0.6,
     "verify_cold_eddsa / raw ed25519 verify": 0.8,
-    "issue_sqlite / openbao_create": 3.0,
-    "issue_pg / openbao_create": 2.0,
+    "issue_sqlite / openbao_create": 10.0,
+    "issue_pg / openbao_create": 6.0,
+    "revoke_sqlite / openbao_revoke": 40.0,
+    "revoke_pg / openbao_revoke": 15.0,
     "verify_warm / openbao_lookup_self": 30.0,
     "oauth_cc_sqlite / hydra_published_411": 3.0,
     "oauth_cc_pg / hydra_published_411": 3.0,
@@ -131,7 +136,8 @@ for name, (value, target) in absolute.items():
     print(f"{name:<44} {value:>9.0f} {'>= ' + str(target):>8}{mark}")
 p99 = (runs.get("verify_warm_sqlite") or {}).get("p99_ms")
 if p99 is not None:
-    print(f"{'verify_warm p99 (ms, target < 2)':<44} {p99:>9.3f}")
+    mark = "  ok" if p99 < 0.5 else "  MISSED"
+    print(f"{'verify_warm p99 (ms, target < 0.5)':<44} {p99:>9.3f}{mark}")
 print()
 print("crypto primitive:", json.dumps(crypto))
 
