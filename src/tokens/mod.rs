@@ -619,6 +619,35 @@ mod tests {
         ));
     }
 
+    /// A flood of wrongly signed or malformed tokens never enters the cache, so it cannot
+    /// push out the tokens that are in use (only a verified token is remembered).
+    #[test]
+    fn bad_tokens_never_displace_warm_ones() {
+        let tokens = service();
+        let warm = mint(&tokens, Duration::from_secs(600), Utc::now());
+        let first = tokens.verify(&warm.token).unwrap();
+        for i in 0..200 {
+            let mut bad = mint(&tokens, Duration::from_secs(600), Utc::now())
+                .token
+                .into_bytes();
+            let at = bad.len() - 10;
+            bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+            let bad = String::from_utf8(bad).unwrap();
+            assert!(tokens.verify(&bad).is_err());
+            assert!(tokens.verify(&format!("garbage.{i}.x")).is_err());
+        }
+        assert_eq!(
+            tokens.verified.len(),
+            1,
+            "only the verified token is remembered"
+        );
+        let again = tokens.verify(&warm.token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the warm token is still a cache hit"
+        );
+    }
+
     #[test]
     fn a_tampered_copy_of_a_cached_token_is_not_a_hit() {
         let tokens = service();
