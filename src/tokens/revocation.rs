@@ -116,8 +116,9 @@ impl RevocationSet {
     }
 }
 
-/// Rows per query of the start-up load.
-const LOAD_PAGE: i64 = 20_000;
+/// Rows per query of the start-up load: small pages leave less garbage resident behind the
+/// load (a million live revocations: 103 MB RSS with pages of 20,000, 95 MB with 2,000).
+const LOAD_PAGE: i64 = 2_000;
 
 /// Loads every live revocation (of tokens that have not expired by the earlier of this host's
 /// and the database's clock, less `leeway`) and every rule in force; returns the cursor to
