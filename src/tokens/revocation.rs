@@ -103,17 +103,23 @@ impl RevocationSet {
 
     /// Adds polled rows; returns how many were not in the set yet.
     fn absorb(&self, rows: Vec<RevokedToken>) -> usize {
-        self.ids.extend(
-            rows.into_iter()
-                .filter_map(|(jti, exp)| match Uuid::parse_str(&jti) {
-                    Ok(id) => Some((id, exp.and_utc().timestamp())),
-                    Err(_) => {
-                        log::warn!("token_revocation holds a token id that is not a UUID; ignored");
-                        None
-                    }
-                }),
-        )
+        let fresh = self.ids.extend(parsed(rows));
+        // The sync task's moment to fold recent revocations into the compact array.
+        self.ids.merge_if_due();
+        fresh
     }
+}
+
+/// Polled rows as ids; a row whose token id is not a UUID is logged and skipped.
+fn parsed(rows: Vec<RevokedToken>) -> impl Iterator<Item = (Uuid, i64)> {
+    rows.into_iter()
+        .filter_map(|(jti, exp)| match Uuid::parse_str(&jti) {
+            Ok(id) => Some((id, exp.and_utc().timestamp())),
+            Err(_) => {
+                log::warn!("token_revocation holds a token id that is not a UUID; ignored");
+                None
+            }
+        })
 }
 
 /// Rows per query of the start-up load: small pages leave less garbage resident behind the
@@ -133,10 +139,13 @@ pub fn load(
     // The cursor first: whatever commits while we read is picked up by the next poll.
     let cursor = revocations::cursor_now(conn)?;
     let live = revocations::count_live(conn, cutoff)?;
-    set.ids.reserve(usize::try_from(live).unwrap_or(0));
+    let mut loader = set.ids.loader(usize::try_from(live).unwrap_or(0));
     each_live_page(conn, cutoff, |rows| {
-        set.absorb(rows);
+        for (id, exp) in parsed(rows) {
+            loader.push(id, exp);
+        }
     })?;
+    loader.finish();
     set.rules.replace(rules_in_force(conn)?);
     if let Some(skew) = measure_skew(conn)? {
         set.freshness.measured_skew(skew);
