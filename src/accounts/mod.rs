@@ -13,9 +13,7 @@ pub mod users;
 
 pub use input::{AccountName, Description, Reason};
 pub use model::{Account, AccountDetail, AccountStatus, TokenRecord};
-pub use revoke::{
-    apply_revoked, revoke_account, revoke_account_in, revoke_token, Revoked, TokenOwner,
-};
+pub use revoke::{apply_revoked, revoke_account_in, revoke_token, Revoked, TokenOwner};
 pub use service::{create, create_in, get, issue_token, list, Issued, NewAccount};
 
 pub use crate::audit::Actor;

@@ -46,21 +46,9 @@ pub fn apply_revoked(revoked: &[(Uuid, DateTime<Utc>)], set: &RevocationSet) {
     crate::telemetry::tokens_revoked(revoked.len());
 }
 
-/// Revokes an account and every token of it that still verifies, in one transaction.
-/// Repeating it changes nothing and says `already_revoked`.
-pub fn revoke_account(
-    conn: &mut DbConnection,
-    identity_id: i64,
-    reason: Option<&Reason>,
-    leeway: Duration,
-    actor: &Actor,
-) -> Result<Revoked, ApiError> {
-    write_transaction(conn, |conn| {
-        revoke_account_in(conn, identity_id, reason, leeway, actor)
-    })
-}
-
-/// [`revoke_account`] inside the caller's write transaction (a group-commit batch).
+/// Revokes an account and every token of it that still verifies, inside the caller's write
+/// transaction (a group-commit batch, `db::group_commit`). Repeating it changes nothing and
+/// says `already_revoked`.
 pub fn revoke_account_in(
     conn: &mut DbConnection,
     identity_id: i64,
