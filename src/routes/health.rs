@@ -88,8 +88,11 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (pool, manager) = (state.pool.clone(), state.manager.clone());
     let probe = actix_web::rt::task::spawn_blocking(move || {
+        // Less than the whole deadline: when no connection can be had, the answer says why
+        // (the pool's last connection error, e.g. a vanished SQLite file) instead of only
+        // that the deadline passed.
         let mut conn = pool
-            .get_timeout(PROBE_DEADLINE)
+            .get_timeout(PROBE_DEADLINE * 3 / 4)
             .map_err(|e| format!("no database connection: {e}"))?;
         crate::db::ping(&mut conn).map_err(|e| format!("the database does not answer: {e}"))?;
         Ok::<_, String>(manager.writable(&mut conn))
