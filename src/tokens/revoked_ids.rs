@@ -88,16 +88,8 @@ impl BaseLoader<'_> {
 
     /// Publishes the new base; how many ids it gained.
     pub fn finish(self) -> usize {
-        let ids = self.ids;
-        let _rebuild = ids.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let old = ids.base.load_full();
-        let mut entries = self.entries;
-        entries.extend_from_slice(&old.entries);
-        entries.sort_unstable_by_key(|e| e.id);
-        entries.dedup_by(|a, b| a.id == b.id);
-        let added = entries.len() - old.entries.len();
-        ids.base.store(Arc::new(Base::from_sorted(entries)));
-        added
+        let _rebuild = self.ids.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        self.ids.publish_with(self.entries)
     }
 }
 
@@ -134,9 +126,26 @@ fn write(shard: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
     shard.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Which shard of the recent holds `id`.
+fn shard_index(id: &[u8; 16]) -> usize {
+    usize::from(id[0]) % SHARDS
+}
+
 impl RevokedIds {
     fn shard(&self, id: &[u8; 16]) -> &RwLock<Shard> {
-        &self.recent[usize::from(id[0]) % SHARDS]
+        &self.recent[shard_index(id)]
+    }
+
+    /// Publishes the current base with `more` ids added (sorted, duplicates once); how many
+    /// it gained. The caller holds `rebuild`.
+    fn publish_with(&self, mut more: Vec<Entry>) -> usize {
+        let old = self.base.load_full();
+        more.extend_from_slice(&old.entries);
+        more.sort_unstable_by_key(|e| e.id);
+        more.dedup_by(|a, b| a.id == b.id);
+        let added = more.len() - old.entries.len();
+        self.base.store(Arc::new(Base::from_sorted(more)));
+        added
     }
 
     pub fn contains(&self, id: &Uuid) -> bool {
@@ -163,7 +172,7 @@ impl RevokedIds {
         for (id, exp) in ids {
             let id = *id.as_bytes();
             if base.find(&id).is_none() {
-                by_shard[usize::from(id[0]) % SHARDS].push((id, exp_slot(exp)));
+                by_shard[shard_index(&id)].push((id, exp_slot(exp)));
             }
         }
         let mut fresh = 0;
@@ -212,36 +221,21 @@ impl RevokedIds {
             return false;
         }
         let _rebuild = self.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.base.load_full();
-        let mut folded: Vec<Entry> = Vec::with_capacity(recent + 64);
-        for shard in &self.recent {
-            folded.extend(
+        let folded: Vec<Entry> = self
+            .recent
+            .iter()
+            .flat_map(|shard| {
                 read(shard)
                     .iter()
-                    .map(|(id, exp)| Entry { id: *id, exp: *exp }),
-            );
-        }
-        folded.sort_unstable_by_key(|e| e.id);
-        let mut merged = Vec::with_capacity(old.entries.len() + folded.len());
-        let (mut a, mut b) = (old.entries.iter().peekable(), folded.iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x.id < y.id => a.next(),
-                (Some(x), Some(y)) if x.id == y.id => {
-                    b.next();
-                    a.next()
-                }
-                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
-                (None, None) => break,
-            };
-            merged.extend(next.copied());
-        }
-        self.base.store(Arc::new(Base::from_sorted(merged)));
+                    .map(|(id, exp)| Entry { id: *id, exp: *exp })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.publish_with(folded.clone());
         // Only now: each folded id is in the published base.
         for (i, lock) in self.recent.iter().enumerate() {
             let mut shard = write(lock);
-            for e in folded.iter().filter(|e| usize::from(e.id[0]) % SHARDS == i) {
+            for e in folded.iter().filter(|e| shard_index(&e.id) == i) {
                 shard.remove(&e.id);
             }
         }
