@@ -7,12 +7,15 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
+use crate::accounts::batch::{AccountRevocation, Creation};
 use crate::accounts::hasher::Hasher;
 use crate::accounts::passwords::Passwords;
 use crate::accounts::throttle::{LoginThrottle, ThrottlePolicy};
+use crate::accounts::{Issued, Revoked};
 use crate::config::Settings;
+use crate::db::coalesce::Coalescer;
 use crate::db::{self, DbError, DbManager, Pool};
-use crate::error::cause_chain;
+use crate::error::{cause_chain, ApiError};
 use crate::tokens::push::Push;
 use crate::tokens::revocation::{self, RevocationSet};
 use crate::tokens::{KeyError, KeyStore, TokenService};
@@ -35,6 +38,10 @@ pub struct AppState {
     pub group: Arc<crate::db::group_commit::GroupCommit>,
     /// Remote JWKS (trusted issuers' keys), fetched and cached.
     pub jwks: Arc<crate::federation::JwksCache>,
+    /// `POST /service-accounts` requests that arrive together, written as one batch.
+    pub creations: Arc<Coalescer<Creation, Issued, ApiError>>,
+    /// `DELETE /service-accounts/{id}` requests that arrive together, written as one batch.
+    pub account_revocations: Arc<Coalescer<AccountRevocation, Revoked, ApiError>>,
 }
 
 /// Why tokend could not start. The message says what to do.
@@ -159,6 +166,13 @@ impl Application {
             settings.db_deadline(),
         )
         .map_err(|e| StartError::Config(format!("cannot start the group-commit writer: {e}")))?;
+        // SQLite has one writer: one batch at a time, the next forming meanwhile. PostgreSQL
+        // commits side by side, so a few batches go at once (each holds a connection).
+        let batches_in_flight = if settings.database.is_postgres() {
+            (settings.pool_size as usize / 3).clamp(1, 4)
+        } else {
+            1
+        };
         let state = web::Data::new(AppState {
             pool: opened.pool.clone(),
             manager: opened.manager.clone(),
@@ -169,6 +183,8 @@ impl Application {
             usage: usage.clone(),
             push: push.clone(),
             group: Arc::new(group),
+            creations: Coalescer::new(batches_in_flight),
+            account_revocations: Coalescer::new(batches_in_flight),
             jwks: Arc::new(crate::federation::JwksCache::new(
                 settings.oauth.jwks_cache.clone(),
             )),

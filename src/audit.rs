@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::db::models::NewAuditEvent;
-use crate::db::queries::audit;
+use crate::db::queries::{audit, notifications};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::time;
@@ -48,27 +48,68 @@ pub fn record(
     reason: Option<&str>,
     detail: Value,
 ) -> Result<(), ApiError> {
-    let now = time::now();
-    if is_revocation(action) {
-        crate::notify::revocation(conn, now, action, identity_id, token_id, reason, &detail)?;
-    }
-    let detail = match detail {
-        Value::Object(map) if map.is_empty() => None,
-        Value::Null => None,
-        other => Some(other.to_string()),
-    };
-    audit::insert(
+    record_many(
         conn,
-        &NewAuditEvent {
-            occurred_at: time::to_db(now),
-            actor_id: actor.identity_id,
-            action: action.to_owned(),
+        vec![Event {
+            actor,
+            action,
             identity_id,
             token_id: token_id.map(str::to_owned),
-            reason: reason.map(str::to_owned),
-            remote_addr: actor.remote_addr.clone(),
+            reason,
             detail,
-        },
-    )?;
+        }],
+    )
+}
+
+/// One event for [`record_many`].
+#[derive(Debug)]
+pub struct Event<'a> {
+    pub actor: &'a Actor,
+    pub action: &'a str,
+    pub identity_id: Option<i64>,
+    pub token_id: Option<String>,
+    pub reason: Option<&'a str>,
+    pub detail: Value,
+}
+
+/// [`record`] for several events: on PostgreSQL one statement for the events and one for
+/// the revocations' webhook deliveries, however many there are.
+pub fn record_many(conn: &mut DbConnection, events: Vec<Event<'_>>) -> Result<(), ApiError> {
+    let now = time::now();
+    let deliveries: Vec<_> = events
+        .iter()
+        .filter(|e| is_revocation(e.action))
+        .map(|e| {
+            crate::notify::revocation_delivery(
+                now,
+                e.action,
+                e.identity_id,
+                e.token_id.as_deref(),
+                e.reason,
+                &e.detail,
+            )
+        })
+        .collect();
+    if !deliveries.is_empty() {
+        notifications::insert_pending(conn, &deliveries, time::to_db(now))?;
+    }
+    let rows: Vec<NewAuditEvent> = events
+        .into_iter()
+        .map(|e| NewAuditEvent {
+            occurred_at: time::to_db(now),
+            actor_id: e.actor.identity_id,
+            action: e.action.to_owned(),
+            identity_id: e.identity_id,
+            token_id: e.token_id,
+            reason: e.reason.map(str::to_owned),
+            remote_addr: e.actor.remote_addr.clone(),
+            detail: match e.detail {
+                Value::Object(map) if map.is_empty() => None,
+                Value::Null => None,
+                other => Some(other.to_string()),
+            },
+        })
+        .collect();
+    audit::insert_many(conn, &rows)?;
     Ok(())
 }

@@ -162,7 +162,7 @@ impl fmt::Display for Code {
 }
 
 /// A failure as the client sees it: a code and a human message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     code: Code,
     message: Cow<'static, str>,

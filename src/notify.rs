@@ -1,4 +1,4 @@
-//! Webhook deliveries: revocations (`credentials.revoked`, recorded by [`revocation`] in the
+//! Webhook deliveries: revocations (`credentials.revoked`, recorded by [`revocation_delivery`] in the
 //! revocation's transaction) and expiry warnings pushed before they bite: when an unrevoked
 //! token crosses a threshold (24 h and 6 h before expiry by default), one signed POST to
 //! `TOKEND_EXPIRY_WEBHOOK_URL`:
@@ -62,38 +62,33 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Records a revocation for delivery, in the caller's transaction: `credentials.revoked`,
-/// so the platform can tell whoever is affected. Delivered like expiry warnings (signed,
-/// retried, never repeated); given up after a day.
-pub fn revocation(
-    conn: &mut crate::db::DbConnection,
+/// A revocation's webhook delivery (`credentials.revoked`), so the platform can tell
+/// whoever is affected: recorded with [`notifications::insert_pending`] in the revocation's
+/// own transaction, then delivered like expiry warnings (signed, retried, never repeated);
+/// given up after a day.
+pub fn revocation_delivery(
     now: chrono::DateTime<chrono::Utc>,
     action: &str,
     identity_id: Option<i64>,
     token_id: Option<&str>,
     reason: Option<&str>,
     detail: &serde_json::Value,
-) -> Result<(), crate::db::DbError> {
-    let delivery = format!("revocation:{}", uuid::Uuid::new_v4());
-    let payload = json!({
-        "event": REVOKED_EVENT,
-        "action": action,
-        "identity_id": identity_id,
-        "token_id": token_id,
-        "reason": reason,
-        "occurred_at": time::format(&now),
-        "detail": detail,
-    })
-    .to_string();
-    notifications::record(
-        conn,
-        &delivery,
-        0,
-        identity_id.unwrap_or(0),
-        &payload,
-        time::to_db(now),
-    )?;
-    Ok(())
+) -> notifications::NewDelivery {
+    notifications::NewDelivery {
+        // Unique: a delivery of its own, never merged with another.
+        key: format!("revocation:{}", uuid::Uuid::new_v4()),
+        identity_id: identity_id.unwrap_or(0),
+        payload: json!({
+            "event": REVOKED_EVENT,
+            "action": action,
+            "identity_id": identity_id,
+            "token_id": token_id,
+            "reason": reason,
+            "occurred_at": time::format(&now),
+            "detail": detail,
+        })
+        .to_string(),
+    }
 }
 
 /// The event of a revocation delivery.

@@ -1,5 +1,6 @@
 //! Service accounts: create, issue tokens, list, read, revoke.
 
+pub mod batch;
 pub mod bulk;
 pub mod hasher;
 pub mod input;

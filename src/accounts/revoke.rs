@@ -164,7 +164,7 @@ pub(super) fn revoke_rows(
         .collect())
 }
 
-fn revocation_row(
+pub(super) fn revocation_row(
     t: &IssuedTokenRow,
     now: DateTime<Utc>,
     reason: Option<&str>,

@@ -308,15 +308,7 @@ fn issue_with_lineage(
     if extend {
         identities::extend_expiry(conn, subject.identity_id, time::to_db(minted.expires_at))?;
     }
-    let mut detail = json!({
-        "parent_token_id": parent.map(|p| p.jti.as_str()),
-        "scope": subject.scope.as_str(),
-        "expires_at": time::format(&minted.expires_at),
-        "fingerprint": minted.fingerprint,
-    });
-    if let Some(grant_type) = grant_type {
-        detail["grant_type"] = json!(grant_type);
-    }
+    let detail = issued_detail(parent, subject.scope, &minted, grant_type);
     record(
         conn,
         actor,
@@ -327,6 +319,25 @@ fn issue_with_lineage(
         detail,
     )?;
     Ok(minted)
+}
+
+/// The detail of a `token.issued` audit event.
+pub(super) fn issued_detail(
+    parent: Option<&IssuedTokenRow>,
+    scope: Scope,
+    minted: &MintedToken,
+    grant_type: Option<&str>,
+) -> serde_json::Value {
+    let mut detail = json!({
+        "parent_token_id": parent.map(|p| p.jti.as_str()),
+        "scope": scope.as_str(),
+        "expires_at": time::format(&minted.expires_at),
+        "fingerprint": minted.fingerprint,
+    });
+    if let Some(grant_type) = grant_type {
+        detail["grant_type"] = json!(grant_type);
+    }
+    detail
 }
 
 /// One page of accounts and the total matching.

@@ -4,6 +4,7 @@
 //! Queries are synchronous; callers run them on the blocking pool (`web::block`).
 //! Where a query must differ per backend, it is one explicit `match` arm with a comment.
 
+pub mod coalesce;
 pub mod deadlines;
 pub mod faults;
 pub mod group_commit;

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{json_response, JsonObject, OptionalJson};
+use crate::accounts::batch::{self, AccountRevocation, Creation};
 use crate::accounts::{
     self, Account, AccountDetail, AccountName, Description, Issued, NewAccount, Reason, Revoked,
     TokenOwner,
@@ -314,12 +315,20 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse(&state.settings.scopes)?;
     let actor = principal.actor(&req);
-    // Creations arriving together share one transaction (db::group_commit): each is answered
-    // once its own rows are durable.
+    // Creations arriving together are written as one batch, in one transaction
+    // (accounts::batch, db::coalesce): each is answered once its own rows are durable.
     let s = state.clone();
     let issued = state
-        .group
-        .run(move |conn| accounts::create_in(conn, &s.tokens, &new, &actor))
+        .creations
+        .submit(Creation { new, actor }, move |batch| {
+            let s = s.clone();
+            async move {
+                let group = s.group.clone();
+                group
+                    .run(move |conn| batch::create_each(conn, &s.tokens, &batch))
+                    .await
+            }
+        })
         .await?;
     telemetry::token_issued(issued.account.scope);
     log::info!(
@@ -405,9 +414,24 @@ pub async fn revoke(
     let actor = principal.actor(&req);
     let leeway = state.tokens.leeway();
     // Batched like creation; the revocation set learns of it only after the commit.
+    let s = state.clone();
     let revoked: Revoked = state
-        .group
-        .run(move |conn| accounts::revoke_account_in(conn, id, reason.as_ref(), leeway, &actor))
+        .account_revocations
+        .submit(
+            AccountRevocation {
+                identity_id: id,
+                reason,
+                actor,
+            },
+            move |batch| {
+                let group = s.group.clone();
+                async move {
+                    group
+                        .run(move |conn| batch::revoke_each(conn, &batch, leeway))
+                        .await
+                }
+            },
+        )
         .await?;
     revoked.apply(state.tokens.revocations());
     if !revoked.already_revoked {

@@ -12,6 +12,7 @@ mod logins;
 mod metrics;
 
 mod agent;
+mod batches;
 mod cli;
 mod cli_conventions;
 mod containment;

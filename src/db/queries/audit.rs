@@ -6,10 +6,18 @@ use crate::db::models::{AuditEventRow, NewAuditEvent};
 use crate::db::schema::audit_event;
 use crate::db::DbConnection;
 
-pub fn insert(conn: &mut DbConnection, event: &NewAuditEvent) -> QueryResult<usize> {
-    diesel::insert_into(audit_event::table)
-        .values(event)
-        .execute(conn)
+/// Inserts events: one statement on PostgreSQL, one per row on SQLite (in-process).
+pub fn insert_many(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<usize> {
+    match conn {
+        DbConnection::Pg(c) => diesel::insert_into(audit_event::table)
+            .values(events)
+            .execute(c),
+        DbConnection::Sqlite(c) => events.iter().try_fold(0, |n, event| {
+            Ok(n + diesel::insert_into(audit_event::table)
+                .values(event)
+                .execute(c)?)
+        }),
+    }
 }
 
 /// Filters of an audit listing; events come newest first.

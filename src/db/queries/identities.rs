@@ -17,6 +17,34 @@ pub fn insert(conn: &mut DbConnection, new: &NewIdentity<'_>) -> QueryResult<i64
         .get_result(conn)
 }
 
+/// Inserts identities and returns their rows, in the order given. PostgreSQL: one statement
+/// (ids come from the sequence in the order of the VALUES list, so sorting by id restores
+/// it); SQLite runs in-process, where a statement per row costs no round trip.
+pub fn insert_many(
+    conn: &mut DbConnection,
+    new: &[NewIdentity<'_>],
+) -> QueryResult<Vec<IdentityRow>> {
+    match conn {
+        DbConnection::Pg(c) => {
+            let mut rows: Vec<IdentityRow> = diesel::insert_into(identity::table)
+                .values(new)
+                .returning(IdentityRow::as_returning())
+                .get_results(c)?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        }
+        DbConnection::Sqlite(c) => new
+            .iter()
+            .map(|n| {
+                diesel::insert_into(identity::table)
+                    .values(n)
+                    .returning(IdentityRow::as_returning())
+                    .get_result(c)
+            })
+            .collect(),
+    }
+}
+
 pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<IdentityRow>> {
     identity::table
         .find(id)
@@ -194,9 +222,22 @@ pub fn mark_revoked(
     reason: Option<&str>,
     revoked_by: Option<i64>,
 ) -> QueryResult<usize> {
+    Ok(mark_revoked_many(conn, &[id], identity_type, now, reason, revoked_by)?.len())
+}
+
+/// [`mark_revoked`] for several identities at once; returns the ids it changed (the others
+/// were revoked before, are of another type, or do not exist).
+pub fn mark_revoked_many(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    identity_type: &str,
+    now: NaiveDateTime,
+    reason: Option<&str>,
+    revoked_by: Option<i64>,
+) -> QueryResult<Vec<i64>> {
     diesel::update(
         identity::table
-            .filter(identity::id.eq(id))
+            .filter(identity::id.eq_any(ids))
             .filter(identity::identity_type.eq(identity_type))
             .filter(identity::revoked_at.is_null()),
     )
@@ -207,7 +248,8 @@ pub fn mark_revoked(
         identity::updated_at.eq(now),
         identity::expires_at.eq(None::<NaiveDateTime>),
     ))
-    .execute(conn)
+    .returning(identity::id)
+    .get_results(conn)
 }
 
 /// Raises `expires_at` to `exp` if that is later than what is recorded.

@@ -63,6 +63,48 @@ pub fn already_recorded(
     Ok(out)
 }
 
+/// A delivery to record that no one else can record (a revocation's: its key is new).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub key: String,
+    pub identity_id: i64,
+    pub payload: String,
+}
+
+/// Records deliveries (threshold 0: due at once). One statement on PostgreSQL, one per row on
+/// SQLite (in-process).
+pub fn insert_pending(
+    conn: &mut DbConnection,
+    deliveries: &[NewDelivery],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let rows: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            (
+                expiry_notification::token_jti.eq(&d.key),
+                expiry_notification::threshold_secs.eq(0i64),
+                expiry_notification::identity_id.eq(d.identity_id),
+                expiry_notification::payload.eq(&d.payload),
+                expiry_notification::status.eq(PENDING),
+                expiry_notification::attempts.eq(0),
+                expiry_notification::next_attempt_at.eq(now),
+                expiry_notification::created_at.eq(now),
+            )
+        })
+        .collect();
+    match conn {
+        DbConnection::Pg(c) => diesel::insert_into(expiry_notification::table)
+            .values(&rows)
+            .execute(c),
+        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
+            Ok(n + diesel::insert_into(expiry_notification::table)
+                .values(*row)
+                .execute(c)?)
+        }),
+    }
+}
+
 /// Records a warning to deliver. A concurrent replica recording the same one is not an error.
 pub fn record(
     conn: &mut DbConnection,

@@ -11,15 +11,26 @@ use crate::db::DbConnection;
 /// Inserts revocation rows. Callers lock the account/token rows first, so a token is
 /// never revoked twice concurrently; the unique `token_jti` index backs that up.
 pub fn insert_many(conn: &mut DbConnection, rows: &[NewRevocation]) -> QueryResult<usize> {
-    // One statement per row: the multi-backend connection has no batch insert, and an
-    // account rarely holds more than a handful of live tokens.
-    let mut inserted = 0;
-    for row in rows {
-        inserted += diesel::insert_into(token_revocation::table)
-            .values(row)
-            .execute(conn)?;
+    // The multi-backend connection has no batch insert: one statement on PostgreSQL (a
+    // revocation batch may hold hundreds of rows, each a round trip otherwise), one per row
+    // on SQLite, which runs in-process.
+    match conn {
+        DbConnection::Pg(c) => {
+            let mut inserted = 0;
+            // PostgreSQL binds at most 65,535 parameters a statement; a row has five.
+            for chunk in rows.chunks(10_000) {
+                inserted += diesel::insert_into(token_revocation::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            Ok(inserted)
+        }
+        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
+            Ok(n + diesel::insert_into(token_revocation::table)
+                .values(row)
+                .execute(c)?)
+        }),
     }
-    Ok(inserted)
 }
 
 /// A revoked token as the in-memory revocation set needs it.

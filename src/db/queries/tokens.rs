@@ -13,6 +13,20 @@ pub fn insert(conn: &mut DbConnection, row: &IssuedTokenRow) -> QueryResult<usiz
         .execute(conn)
 }
 
+/// Inserts token rows: one statement on PostgreSQL, one per row on SQLite (in-process).
+pub fn insert_many(conn: &mut DbConnection, rows: &[IssuedTokenRow]) -> QueryResult<usize> {
+    match conn {
+        DbConnection::Pg(c) => diesel::insert_into(issued_token::table)
+            .values(rows)
+            .execute(c),
+        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
+            Ok(n + diesel::insert_into(issued_token::table)
+                .values(row)
+                .execute(c)?)
+        }),
+    }
+}
+
 pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<IssuedTokenRow>> {
     issued_token::table
         .find(jti)
@@ -58,8 +72,17 @@ pub fn live_of_identity(
     identity_id: i64,
     cutoff: NaiveDateTime,
 ) -> QueryResult<Vec<IssuedTokenRow>> {
+    live_of_identities(conn, &[identity_id], cutoff)
+}
+
+/// [`live_of_identity`] for several identities (at most a few hundred: one batch).
+pub fn live_of_identities(
+    conn: &mut DbConnection,
+    identity_ids: &[i64],
+    cutoff: NaiveDateTime,
+) -> QueryResult<Vec<IssuedTokenRow>> {
     issued_token::table
-        .filter(issued_token::identity_id.eq(identity_id))
+        .filter(issued_token::identity_id.eq_any(identity_ids))
         .filter(issued_token::revoked_at.is_null())
         .filter(issued_token::expires_at.gt(cutoff))
         .select(IssuedTokenRow::as_select())
