@@ -271,10 +271,13 @@ pub fn create_each(
     match conn.transaction(|conn| create_many(conn, tokens, batch)) {
         Ok(issued) => Ok(issued.into_iter().map(Ok).collect()),
         Err(e) if e.code() == Code::StorageUnavailable => Err(e),
-        Err(_) => Ok(batch
-            .iter()
-            .map(|c| conn.transaction(|conn| super::create_in(conn, tokens, &c.new, &c.actor)))
-            .collect()),
+        Err(e) => {
+            one_by_one("creations", batch.len(), &e);
+            Ok(batch
+                .iter()
+                .map(|c| conn.transaction(|conn| super::create_in(conn, tokens, &c.new, &c.actor)))
+                .collect())
+        }
     }
 }
 
@@ -297,19 +300,27 @@ pub fn revoke_each(
     match conn.transaction(|conn| revoke_many(conn, batch, leeway)) {
         Ok(answers) => Ok(answers),
         Err(e) if e.code() == Code::StorageUnavailable => Err(e),
-        Err(_) => Ok(batch
-            .iter()
-            .map(|r| {
-                conn.transaction(|conn| {
-                    super::revoke_account_in(
-                        conn,
-                        r.identity_id,
-                        r.reason.as_ref(),
-                        leeway,
-                        &r.actor,
-                    )
+        Err(e) => {
+            one_by_one("revocations", batch.len(), &e);
+            Ok(batch
+                .iter()
+                .map(|r| {
+                    conn.transaction(|conn| {
+                        let reason = r.reason.as_ref();
+                        super::revoke_account_in(conn, r.identity_id, reason, leeway, &r.actor)
+                    })
                 })
-            })
-            .collect()),
+                .collect())
+        }
     }
+}
+
+/// A batch failed as a whole (a request of it that only the one-request path handles, or a
+/// bug): said once, since the retry costs every request of the batch a second try.
+fn one_by_one(what: &str, n: usize, cause: &ApiError) {
+    log::warn!(
+        "a batch of {n} {what} failed ({}: {}); retrying them one by one",
+        cause.code().as_str(),
+        cause.message()
+    );
 }
