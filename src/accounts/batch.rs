@@ -12,7 +12,7 @@
 //! the caller retries its requests one by one (`routes::batched`), so one bad request never
 //! fails the others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -181,20 +181,22 @@ pub fn revoke_many(
             .or_default()
             .push(r.identity_id);
     }
-    let mut changed: HashSet<i64> = HashSet::new();
+    // Each account this batch changed, with the cause its row now records.
+    let mut changed: HashMap<i64, (Option<&str>, Option<i64>)> = HashMap::new();
     for ((reason, by), mut ids) in by_cause {
         ids.sort_unstable();
         ids.dedup();
-        changed.extend(identities::mark_revoked_many(
+        let ids = identities::mark_revoked_many(
             conn,
             &ids,
             SERVICE_ACCOUNT,
             time::to_db(now),
             reason,
             by,
-        )?);
+        )?;
+        changed.extend(ids.into_iter().map(|id| (id, (reason, by))));
     }
-    let revoked_ids: Vec<i64> = changed.iter().copied().collect();
+    let revoked_ids: Vec<i64> = changed.keys().copied().collect();
     let live = if revoked_ids.is_empty() {
         Vec::new()
     } else {
@@ -208,8 +210,11 @@ pub fn revoke_many(
     let mut revocation_rows = Vec::with_capacity(live.len());
     let mut events = Vec::new();
     for r in batch {
-        // The first request for an account that this batch changed takes its revocation.
-        if !changed.remove(&r.identity_id) {
+        // The first request whose cause the row records takes the revocation (the same
+        // account twice with different reasons: the other one finds it revoked), so the
+        // audit event and the row agree.
+        let cause = (r.reason.as_ref().map(Reason::as_str), r.actor.identity_id);
+        if changed.get(&r.identity_id) != Some(&cause) {
             answers.push(match find_account_row(conn, r.identity_id)? {
                 None => Err(not_found(r.identity_id)),
                 Some(row) => Ok(Revoked {
@@ -221,7 +226,8 @@ pub fn revoke_many(
             });
             continue;
         }
-        let reason = r.reason.as_ref().map(Reason::as_str);
+        changed.remove(&r.identity_id);
+        let reason = cause.0;
         let tokens = live_of.remove(&r.identity_id).unwrap_or_default();
         revocation_rows.extend(
             tokens

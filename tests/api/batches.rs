@@ -92,21 +92,27 @@ async fn revocations_that_arrive_together_each_get_their_own_answer(backend: Bac
             a["token"].as_str().unwrap().to_owned(),
         ));
     }
-    // Every account once, five of them twice, and three that do not exist, all at once.
-    let mut targets: Vec<i64> = accounts.iter().map(|(id, _)| *id).collect();
-    targets.extend(accounts.iter().take(5).map(|(id, _)| *id));
-    targets.extend([990_001, 990_002, 990_003]);
-    let reason = json!({"reason": "batch test"});
+    // Every account once, five of them twice with the same reason, three twice with another
+    // reason, and three that do not exist, all at once.
+    let batch_test = json!({"reason": "batch test"});
+    let other = json!({"reason": "another reason"});
+    let mut targets: Vec<(i64, &Value)> =
+        accounts.iter().map(|(id, _)| (*id, &batch_test)).collect();
+    targets.extend(accounts.iter().take(5).map(|(id, _)| (*id, &batch_test)));
+    targets.extend(accounts[5..8].iter().map(|(id, _)| (*id, &other)));
+    targets.extend([990_001, 990_002, 990_003].map(|id| (id, &batch_test)));
     let paths: Vec<String> = targets
         .iter()
-        .map(|id| format!("/service-accounts/{id}"))
+        .map(|(id, _)| format!("/service-accounts/{id}"))
         .collect();
     let answers = futures_util::future::join_all(
         paths
             .iter()
-            .map(|path| app.admin(Method::DELETE, path, Some(&reason))),
+            .zip(&targets)
+            .map(|(path, (_, reason))| app.admin(Method::DELETE, path, Some(reason))),
     )
     .await;
+    let targets: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
     let mut first: HashMap<i64, usize> = HashMap::new();
     for (id, (status, answer)) in targets.iter().zip(&answers) {
         if *id >= 990_000 {
@@ -134,7 +140,25 @@ async fn revocations_that_arrive_together_each_get_their_own_answer(backend: Bac
             .admin(Method::GET, &format!("/service-accounts/{id}"), None)
             .await;
         assert_eq!(detail["status"], "revoked", "{detail}");
-        assert_eq!(detail["revocation_reason"], "batch test", "{detail}");
+        // The row and the audit trail name the same cause, whichever request revoked it.
+        let (_, trail) = app
+            .admin(
+                Method::GET,
+                &format!("/audit?identity_id={id}&action=account.revoked"),
+                None,
+            )
+            .await;
+        let events = trail["data"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{trail}");
+        assert_eq!(
+            events[0]["reason"], detail["revocation_reason"],
+            "{trail} vs {detail}"
+        );
+        if accounts[8..].iter().any(|(other, _)| other == id)
+            || accounts[..5].iter().any(|(o, _)| o == id)
+        {
+            assert_eq!(detail["revocation_reason"], "batch test", "{detail}");
+        }
     }
     let actions = app.audit_actions("").await;
     assert_eq!(
