@@ -17,7 +17,8 @@ BIN=${TOKEND_BIN:-${CARGO_TARGET_DIR:-target}/debug/tokend}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 
 if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version | grep -q "$SCHEMATHESIS_VERSION"; then
-  python3 -m venv "$VENV"
+  # --clear: a venv copied or moved with target/ has stale paths in its scripts.
+  python3 -m venv --clear "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 if [ ! -x "$BIN" ]; then
