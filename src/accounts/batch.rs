@@ -263,70 +263,72 @@ pub fn revoke_many(
     Ok(answers)
 }
 
-/// A batch of creations as one group-commit job: [`create_many`] in a savepoint; if that
-/// fails for any reason but storage, each creation again alone (in a savepoint each), so
-/// each gets its own answer. A batch of one is simply [`super::create_in`].
+/// A batch of creations as one group-commit job (see [`each`]).
 pub fn create_each(
     conn: &mut DbConnection,
     tokens: &TokenService,
     batch: &[Creation],
 ) -> BatchResult<Issued, ApiError> {
-    if let [one] = batch {
-        return super::create_in(conn, tokens, &one.new, &one.actor).map(|i| vec![Ok(i)]);
-    }
-    match conn.transaction(|conn| create_many(conn, tokens, batch)) {
-        Ok(issued) => Ok(issued.into_iter().map(Ok).collect()),
-        Err(e) if e.code() == Code::StorageUnavailable => Err(e),
-        Err(e) => {
-            one_by_one("creations", batch.len(), &e);
-            Ok(batch
-                .iter()
-                .map(|c| conn.transaction(|conn| super::create_in(conn, tokens, &c.new, &c.actor)))
+    each(
+        conn,
+        batch,
+        "creations",
+        |conn, batch| {
+            Ok(create_many(conn, tokens, batch)?
+                .into_iter()
+                .map(Ok)
                 .collect())
-        }
-    }
+        },
+        |conn, c| super::create_in(conn, tokens, &c.new, &c.actor),
+    )
 }
 
-/// A batch of account revocations as one group-commit job, as [`create_each`] does it.
+/// A batch of account revocations as one group-commit job (see [`each`]).
 pub fn revoke_each(
     conn: &mut DbConnection,
     batch: &[AccountRevocation],
     leeway: Duration,
 ) -> BatchResult<Revoked, ApiError> {
-    if let [one] = batch {
-        return super::revoke_account_in(
-            conn,
-            one.identity_id,
-            one.reason.as_ref(),
-            leeway,
-            &one.actor,
-        )
-        .map(|r| vec![Ok(r)]);
+    each(
+        conn,
+        batch,
+        "revocations",
+        |conn, batch| revoke_many(conn, batch, leeway),
+        |conn, r| {
+            let reason = r.reason.as_ref();
+            super::revoke_account_in(conn, r.identity_id, reason, leeway, &r.actor)
+        },
+    )
+}
+
+/// Runs a batch: `many` in a savepoint; if that fails for any reason but storage, `one` for
+/// each request again (in a savepoint each), so each gets its own answer. A batch of one is
+/// simply `one`, in the job's own transaction.
+fn each<R, T>(
+    conn: &mut DbConnection,
+    batch: &[R],
+    what: &str,
+    many: impl FnOnce(&mut DbConnection, &[R]) -> BatchResult<T, ApiError>,
+    one: impl Fn(&mut DbConnection, &R) -> Result<T, ApiError>,
+) -> BatchResult<T, ApiError> {
+    if let [single] = batch {
+        return one(conn, single).map(|t| vec![Ok(t)]);
     }
-    match conn.transaction(|conn| revoke_many(conn, batch, leeway)) {
+    match conn.transaction(|conn| many(conn, batch)) {
         Ok(answers) => Ok(answers),
         Err(e) if e.code() == Code::StorageUnavailable => Err(e),
         Err(e) => {
-            one_by_one("revocations", batch.len(), &e);
+            // Said once: the retry costs every request of the batch a second try.
+            log::warn!(
+                "a batch of {} {what} failed ({}: {}); retrying them one by one",
+                batch.len(),
+                e.code().as_str(),
+                e.message()
+            );
             Ok(batch
                 .iter()
-                .map(|r| {
-                    conn.transaction(|conn| {
-                        let reason = r.reason.as_ref();
-                        super::revoke_account_in(conn, r.identity_id, reason, leeway, &r.actor)
-                    })
-                })
+                .map(|r| conn.transaction(|conn| one(conn, r)))
                 .collect())
         }
     }
-}
-
-/// A batch failed as a whole (a request of it that only the one-request path handles, or a
-/// bug): said once, since the retry costs every request of the batch a second try.
-fn one_by_one(what: &str, n: usize, cause: &ApiError) {
-    log::warn!(
-        "a batch of {n} {what} failed ({}: {}); retrying them one by one",
-        cause.code().as_str(),
-        cause.message()
-    );
 }

@@ -6,18 +6,9 @@ use crate::db::models::{AuditEventRow, NewAuditEvent};
 use crate::db::schema::audit_event;
 use crate::db::DbConnection;
 
-/// Inserts events: one statement on PostgreSQL, one per row on SQLite (in-process).
+/// Inserts events (see `insert_rows!`).
 pub fn insert_many(conn: &mut DbConnection, events: &[NewAuditEvent]) -> QueryResult<usize> {
-    match conn {
-        DbConnection::Pg(c) => diesel::insert_into(audit_event::table)
-            .values(events)
-            .execute(c),
-        DbConnection::Sqlite(c) => events.iter().try_fold(0, |n, event| {
-            Ok(n + diesel::insert_into(audit_event::table)
-                .values(event)
-                .execute(c)?)
-        }),
-    }
+    insert_rows!(conn, audit_event::table, events)
 }
 
 /// Filters of an audit listing; events come newest first.

@@ -71,8 +71,7 @@ pub struct NewDelivery {
     pub payload: String,
 }
 
-/// Records deliveries (threshold 0: due at once). One statement on PostgreSQL, one per row on
-/// SQLite (in-process).
+/// Records deliveries (threshold 0: due at once); see `insert_rows!`.
 pub fn insert_pending(
     conn: &mut DbConnection,
     deliveries: &[NewDelivery],
@@ -93,16 +92,7 @@ pub fn insert_pending(
             )
         })
         .collect();
-    match conn {
-        DbConnection::Pg(c) => diesel::insert_into(expiry_notification::table)
-            .values(&rows)
-            .execute(c),
-        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
-            Ok(n + diesel::insert_into(expiry_notification::table)
-                .values(*row)
-                .execute(c)?)
-        }),
-    }
+    insert_rows!(conn, expiry_notification::table, rows)
 }
 
 /// Records a warning to deliver. A concurrent replica recording the same one is not an error.

@@ -11,26 +11,8 @@ use crate::db::DbConnection;
 /// Inserts revocation rows. Callers lock the account/token rows first, so a token is
 /// never revoked twice concurrently; the unique `token_jti` index backs that up.
 pub fn insert_many(conn: &mut DbConnection, rows: &[NewRevocation]) -> QueryResult<usize> {
-    // The multi-backend connection has no batch insert: one statement on PostgreSQL (a
-    // revocation batch may hold hundreds of rows, each a round trip otherwise), one per row
-    // on SQLite, which runs in-process.
-    match conn {
-        DbConnection::Pg(c) => {
-            let mut inserted = 0;
-            // PostgreSQL binds at most 65,535 parameters a statement; a row has five.
-            for chunk in rows.chunks(10_000) {
-                inserted += diesel::insert_into(token_revocation::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-            Ok(inserted)
-        }
-        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
-            Ok(n + diesel::insert_into(token_revocation::table)
-                .values(row)
-                .execute(c)?)
-        }),
-    }
+    // A batch of revocations may hold hundreds of rows: see `insert_rows!`.
+    insert_rows!(conn, token_revocation::table, rows)
 }
 
 /// A revoked token as the in-memory revocation set needs it.

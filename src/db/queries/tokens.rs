@@ -13,18 +13,9 @@ pub fn insert(conn: &mut DbConnection, row: &IssuedTokenRow) -> QueryResult<usiz
         .execute(conn)
 }
 
-/// Inserts token rows: one statement on PostgreSQL, one per row on SQLite (in-process).
+/// Inserts token rows (see `insert_rows!`).
 pub fn insert_many(conn: &mut DbConnection, rows: &[IssuedTokenRow]) -> QueryResult<usize> {
-    match conn {
-        DbConnection::Pg(c) => diesel::insert_into(issued_token::table)
-            .values(rows)
-            .execute(c),
-        DbConnection::Sqlite(c) => rows.iter().try_fold(0, |n, row| {
-            Ok(n + diesel::insert_into(issued_token::table)
-                .values(row)
-                .execute(c)?)
-        }),
-    }
+    insert_rows!(conn, issued_token::table, rows)
 }
 
 pub fn find(conn: &mut DbConnection, jti: &str) -> QueryResult<Option<IssuedTokenRow>> {
