@@ -4,7 +4,9 @@
 //! change, so rendering them (JSON, header values) for every request of a gateway would redo
 //! the same work: in instruction counts (callgrind), about a sixth of a warm verification.
 //! Each worker keeps the last [`MAX_ANSWERS`] answers by token id; the checks (signature
-//! cache, times, revocation, the request's conditions) still run on every request.
+//! cache, times, revocation, the request's conditions) still run on every request. As in the
+//! token cache (`tokens::admission`), an answer is kept from its token's second request on:
+//! keeping the answer of a token seen once costs copies and memory for nothing.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -35,9 +37,27 @@ struct Answer {
     headers: [Option<(HeaderName, HeaderValue)>; 4],
 }
 
+/// Token ids seen once, per worker: a token's answer is kept from its second request on.
+const SEEN_SLOTS: usize = 4096;
+
 thread_local! {
     static ANSWERS: RefCell<HashMap<Uuid, Answer, foldhash::fast::RandomState>> =
         RefCell::new(HashMap::default());
+    static SEEN: RefCell<Box<[u64]>> = RefCell::new(vec![0; SEEN_SLOTS].into_boxed_slice());
+}
+
+/// Whether this token id was seen before (and not overwritten since); notes it if not. Token
+/// ids are random UUIDs of verified tokens, so their bits serve as the hash.
+fn seen_before(jti: &Uuid) -> bool {
+    let (high, low) = jti.as_u64_pair();
+    let tag = (high ^ low) | 1;
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let slot = &mut seen[(tag >> 52) as usize % SEEN_SLOTS];
+        let before = *slot == tag;
+        *slot = tag;
+        before
+    })
 }
 
 /// The 200 answer for a verified token.
@@ -50,10 +70,12 @@ pub fn respond(claims: &Claims) -> HttpResponse {
             }
         }
         let a = render(claims);
-        if answers.len() >= MAX_ANSWERS {
-            answers.clear();
+        if seen_before(&claims.jti) {
+            if answers.len() >= MAX_ANSWERS {
+                answers.clear();
+            }
+            answers.insert(claims.jti, a.clone());
         }
-        answers.insert(claims.jti, a.clone());
         a
     });
     let mut res = HttpResponse::Ok();

@@ -4,10 +4,12 @@
 //! the database: signature and times are verified in memory against the loaded keys, and
 //! revocation against the in-memory [`RevocationSet`].
 
+mod admission;
 pub mod claims;
 pub mod crypto;
 pub mod encoding;
 pub mod freshness;
+mod jws;
 pub mod kek;
 pub mod keys;
 pub mod polls;
@@ -21,9 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
-use serde::Deserialize;
+use jsonwebtoken::Header;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -134,19 +134,15 @@ pub struct TokenService {
     revocations: Arc<RevocationSet>,
     issuer: String,
     audience: String,
-    validation: Validation,
-    /// The same checks without `exp`/`nbf`: to recognise our own tokens whatever their age.
-    signature_only: Validation,
+    /// Allowed clock difference for `exp` and `nbf`, in seconds.
+    leeway_secs: i64,
     /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
     verified: crate::FastMap<Box<str>, Verified>,
+    /// Which verified tokens `verified` takes in: those verified twice.
+    admission: admission::Doorkeeper,
     /// The longest lifetime a token of each scope may claim (without the leeway): a longer
     /// one is not a token tokend issued.
     lifetime_ceilings: [(Scope, Duration); 5],
-}
-
-#[derive(Deserialize)]
-struct ExpOnly {
-    exp: Option<i64>,
 }
 
 impl TokenService {
@@ -159,27 +155,14 @@ impl TokenService {
         scopes: ScopePolicy,
     ) -> TokenService {
         crypto::install();
-        let algorithm = keys.current().algorithm();
-        // Pinned to the one configured algorithm: a token naming any other is refused.
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        let mut signature_only = validation.clone();
-        signature_only.validate_exp = false;
-        signature_only.validate_nbf = false;
         TokenService {
             keys,
             revocations,
             issuer,
             audience,
-            validation,
-            signature_only,
+            leeway_secs: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
             verified: crate::FastMap::default(),
+            admission: admission::Doorkeeper::default(),
             lifetime_ceilings: Scope::ALL.map(|scope| (scope, scopes.lifetime_ceiling(scope))),
         }
     }
@@ -193,7 +176,7 @@ impl TokenService {
     }
 
     pub fn leeway(&self) -> Duration {
-        Duration::from_secs(self.validation.leeway)
+        Duration::from_secs(self.leeway_secs.unsigned_abs())
     }
 
     /// Signs a token for `subject`, valid from `now` for `ttl`.
@@ -281,7 +264,7 @@ impl TokenService {
         };
         let (claims, first_use) = match cached {
             Some((claims, first_use)) => {
-                let leeway = self.validation.leeway as i64;
+                let leeway = self.leeway_secs;
                 if claims.exp < now - leeway {
                     return Err(TokenError::Expired {
                         at: Some(claims.exp),
@@ -293,22 +276,12 @@ impl TokenService {
                 (claims, first_use)
             }
             None => {
-                let claims = Arc::new(self.decode(token, &self.validation)?);
-                let verified = self.verified.pin();
-                if verified.len() >= VERIFIED_CACHE_ENTRIES {
-                    // Full: forget one entry in sixteen (in hash order, so arbitrary ones) and
-                    // keep remembering new tokens, rather than freezing the first ones seen.
-                    let mut seen = 0u32;
-                    verified.retain(|_, _| {
-                        seen += 1;
-                        !seen.is_multiple_of(16)
-                    });
+                let claims = Arc::new(self.decode(token, Some(now))?);
+                // A token seen once is not remembered (see `admission`). Its use is noted on
+                // each check until it is: twice instead of once in its first period.
+                if self.admission.admit(token) {
+                    self.remember(token, &claims, generation, use_period.map(|_| now));
                 }
-                let noted_use = if use_period.is_some() { now } else { 0 };
-                verified.insert(
-                    token.into(),
-                    Verified::new(claims.clone(), generation, noted_use),
-                );
                 (claims, use_period.is_some())
             }
         };
@@ -327,6 +300,22 @@ impl TokenService {
         Ok((claims, first_use))
     }
 
+    /// Keeps a verified token, so that its next checks skip the signature and the JSON.
+    fn remember(&self, token: &str, claims: &Arc<Claims>, generation: u64, noted: Option<i64>) {
+        let verified = self.verified.pin();
+        if verified.len() >= VERIFIED_CACHE_ENTRIES {
+            // Full: forget one entry in sixteen (in hash order, so arbitrary ones) and keep
+            // remembering new tokens, rather than freezing the first ones seen.
+            let mut seen = 0u32;
+            verified.retain(|_, _| {
+                seen += 1;
+                !seen.is_multiple_of(16)
+            });
+        }
+        let entry = Verified::new(claims.clone(), generation, noted.unwrap_or(0));
+        verified.insert(token.into(), entry);
+    }
+
     /// Forgets verified tokens that expired before `before` or were checked against keys no
     /// longer in use, making room for new ones.
     pub fn prune_verified(&self, before: i64) {
@@ -339,19 +328,21 @@ impl TokenService {
     /// Whether tokend issued this token (signature, `iss`, `aud`), however old it is and
     /// whether or not it was revoked.
     pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
-        self.decode(token, &self.signature_only)
+        self.decode(token, None)
     }
 
-    fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
+    /// Checks a token in one pass over it (see [`jws`]): the header (`crit`, `alg`, `kid`), the
+    /// signature, then the claims: `exp` and `nbf` against `now` with the leeway (unless
+    /// `now` is `None`: only whether tokend issued it), `iss`, `aud` and the scope's lifetime.
+    fn decode(&self, token: &str, now: Option<i64>) -> Result<Claims, TokenError> {
         ensure_size(token)?;
-        if token.bytes().filter(|b| *b == b'.').count() != 2 {
-            return Err(invalid(
-                "the token is not a JWS in compact form (header.payload.signature)",
-            ));
-        }
+        let jws = jws::Compact::split(token).ok_or_else(|| {
+            invalid("the token is not a JWS in compact form (header.payload.signature)")
+        })?;
         let keys = self.keys.current();
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| invalid("the token header is not valid"))?;
+        let header: Header = jws
+            .header()
+            .ok_or_else(|| invalid("the token header is not valid"))?;
         // RFC 7515 4.1.11: a verifier must refuse extensions it does not understand; tokend
         // understands none (and never writes `crit`).
         if header.crit.is_some() {
@@ -359,6 +350,7 @@ impl TokenService {
                 "the token header lists critical extensions (crit); tokend supports none",
             ));
         }
+        // Pinned to the one configured algorithm: a token naming any other is refused.
         if header.alg != keys.algorithm() {
             return Err(invalid(format!(
                 "tokens signed with {:?} are not accepted here",
@@ -371,12 +363,41 @@ impl TokenService {
         let key = keys
             .decoding_key(&kid)
             .ok_or_else(|| invalid("the token was signed by a key this service does not know"))?;
-        let mut claims = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map(|data| data.claims)
-            .map_err(|e| self.describe(e.kind(), token))?;
+        jws.check_signature(key, header.alg).map_err(|e| match e {
+            jws::SignatureError::Mismatch => invalid("the token signature does not match"),
+            jws::SignatureError::Malformed => invalid("the token is malformed"),
+        })?;
+        // Every registered claim tokend relies on is a required field of `Claims`: a token
+        // without one does not parse.
+        let mut claims = jws
+            .claims()
+            .ok_or_else(|| invalid("the token is malformed"))?;
+        self.check_registered(&claims, now)?;
         self.check_lifetime(&claims)?;
         claims.kid = kid;
         Ok(claims)
+    }
+
+    /// RFC 7519 4.1: `exp` and `nbf` with the leeway (when `now` is given), then `iss` and
+    /// `aud`, which must be exactly tokend's.
+    fn check_registered(&self, claims: &Claims, now: Option<i64>) -> Result<(), TokenError> {
+        if let Some(now) = now {
+            if claims.exp < now.saturating_sub(self.leeway_secs) {
+                return Err(TokenError::Expired {
+                    at: Some(claims.exp),
+                });
+            }
+            if claims.nbf > now.saturating_add(self.leeway_secs) {
+                return Err(invalid("the token is not valid yet (nbf is in the future)"));
+            }
+        }
+        if claims.iss != self.issuer {
+            return Err(invalid("the token was issued by another issuer"));
+        }
+        if claims.aud != self.audience {
+            return Err(invalid("the token was issued for another audience"));
+        }
+        Ok(())
     }
 
     /// Refuses a token that claims to live (from `iat` or `nbf`, whichever is earlier, to
@@ -399,29 +420,6 @@ impl TokenService {
             claims.scope,
             crate::time::human_duration(max)
         )))
-    }
-
-    fn describe(&self, kind: &ErrorKind, token: &str) -> TokenError {
-        match kind {
-            ErrorKind::ExpiredSignature => {
-                // The signature was verified before the expiry check, so the claims are ours.
-                let at = jsonwebtoken::dangerous::insecure_decode_claims::<ExpOnly>(token)
-                    .ok()
-                    .and_then(|c| c.exp);
-                TokenError::Expired { at }
-            }
-            ErrorKind::ImmatureSignature => {
-                invalid("the token is not valid yet (nbf is in the future)")
-            }
-            ErrorKind::InvalidIssuer => invalid("the token was issued by another issuer"),
-            ErrorKind::InvalidAudience => invalid("the token was issued for another audience"),
-            ErrorKind::InvalidSignature => invalid("the token signature does not match"),
-            ErrorKind::InvalidAlgorithm => invalid("the token's algorithm is not accepted here"),
-            ErrorKind::MissingRequiredClaim(claim) => {
-                invalid(format!("the token lacks the {claim} claim"))
-            }
-            _ => invalid("the token is malformed"),
-        }
     }
 }
 
@@ -482,11 +480,12 @@ mod tests {
     fn a_cached_token_is_still_checked_for_revocation() {
         let tokens = service();
         let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        tokens.verify(&minted.token).unwrap();
         let first = tokens.verify(&minted.token).unwrap();
         let second = tokens.verify(&minted.token).unwrap();
         assert!(
             Arc::ptr_eq(&first, &second),
-            "the second check is a cache hit"
+            "the third check is a cache hit"
         );
         tokens.revocations().insert(minted.jti, first.exp);
         assert!(matches!(
@@ -505,6 +504,8 @@ mod tests {
             Utc::now() - chrono::Duration::seconds(10),
         );
         tokens.verify(&minted.token).unwrap();
+        tokens.verify(&minted.token).unwrap();
+        assert_eq!(tokens.verified.len(), 1);
         std::thread::sleep(Duration::from_millis(2100));
         assert!(matches!(
             tokens.verify(&minted.token),
@@ -520,8 +521,29 @@ mod tests {
         let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
         let noted = |period| tokens.verify_noting_use(&minted.token, period).unwrap().1;
         assert!(noted(60), "the first use is noted");
-        assert!(!noted(60), "a second use in the same minute is not");
+        assert!(
+            noted(60),
+            "and the second, which puts the token in the cache"
+        );
+        assert!(!noted(60), "a third use in the same minute is not");
         assert!(noted(0), "a use after the period is");
+    }
+
+    #[test]
+    fn a_token_seen_once_is_not_remembered() {
+        let tokens = service();
+        for _ in 0..100 {
+            let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+            tokens.verify(&minted.token).unwrap();
+        }
+        assert!(
+            tokens.verified.is_empty(),
+            "no cache entry for one-time tokens"
+        );
+        let twice = mint(&tokens, Duration::from_secs(600), Utc::now());
+        tokens.verify(&twice.token).unwrap();
+        tokens.verify(&twice.token).unwrap();
+        assert_eq!(tokens.verified.len(), 1, "a token seen twice is remembered");
     }
 
     #[test]
@@ -539,6 +561,7 @@ mod tests {
             }
         }
         let minted = mint(&tokens, Duration::from_secs(600), Utc::now());
+        tokens.verify(&minted.token).unwrap();
         let first = tokens.verify(&minted.token).unwrap();
         let second = tokens.verify(&minted.token).unwrap();
         assert!(
@@ -625,6 +648,7 @@ mod tests {
     fn bad_tokens_never_displace_warm_ones() {
         let tokens = service();
         let warm = mint(&tokens, Duration::from_secs(600), Utc::now());
+        tokens.verify(&warm.token).unwrap();
         let first = tokens.verify(&warm.token).unwrap();
         for i in 0..200 {
             let mut bad = mint(&tokens, Duration::from_secs(600), Utc::now())
