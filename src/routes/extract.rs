@@ -56,8 +56,12 @@ pub async fn limits(
         )
         .into());
     }
-    check_text(&decode_lossy(req.path()), &[], || "the request path".into())?;
-    check_urlencoded(req.query_string(), "query parameter")?;
+    if may_hold_controls(req.path()) {
+        check_text(&decode_lossy(req.path()), &[], || "the request path".into())?;
+    }
+    if may_hold_controls(req.query_string()) {
+        check_urlencoded(req.query_string(), "query parameter")?;
+    }
     next.call(req).await
 }
 
@@ -83,6 +87,14 @@ fn check_text(text: &str, allowed: &[char], what: impl FnOnce() -> String) -> Re
 
 fn decode_lossy(raw: &str) -> std::borrow::Cow<'_, str> {
     percent_encoding::percent_decode_str(raw).decode_utf8_lossy()
+}
+
+/// Whether percent-decoded `raw` could hold a control character: only through an escape
+/// (`%..`), a control byte, or a byte of a non-ASCII character (C1 controls are U+0080 to
+/// U+009F). Most paths and queries are plain ASCII: they are not decoded at all.
+fn may_hold_controls(raw: &str) -> bool {
+    raw.bytes()
+        .any(|b| b == b'%' || b.is_ascii_control() || !b.is_ascii())
 }
 
 /// Checks every name and value of `application/x-www-form-urlencoded` text (a query string or
@@ -356,6 +368,17 @@ pub fn json_response<T: serde::Serialize>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_escapes_and_non_ascii_can_hide_controls() {
+        for plain in ["/auth/verify", "scope=sensor,cli&trigger_type=a+b", ""] {
+            assert!(!may_hold_controls(plain), "{plain}");
+        }
+        // Each is or decodes to a control character: U+000A, U+0085 (UTF-8 C2 85), DEL.
+        for hiding in ["/a%0Ab", "x=%C2%85", "n\u{85}", "x=\u{7f}"] {
+            assert!(may_hold_controls(hiding), "{hiding:?}");
+        }
+    }
 
     fn refusal(result: Result<(), ApiError>) -> String {
         let err = result.expect_err("refused");

@@ -11,7 +11,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use uuid::Uuid;
@@ -78,12 +79,15 @@ pub fn respond(claims: &Claims) -> HttpResponse {
         }
         a
     });
-    let mut res = HttpResponse::Ok();
-    res.content_type("application/json");
+    // Built directly rather than through the builder: its header conversions were a tenth of
+    // a warm verification (callgrind).
+    let mut res = HttpResponse::with_body(StatusCode::OK, answer.body);
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in answer.headers.into_iter().flatten() {
-        res.insert_header((name, value));
+        headers.insert(name, value);
     }
-    res.body(answer.body)
+    res.map_into_boxed_body()
 }
 
 fn render(claims: &Claims) -> Answer {

@@ -57,10 +57,23 @@ impl RequiredPaths {
     /// Whether `path` (as the request has it, percent-encoded) is under a required prefix.
     /// The decoded form counts too: the router decodes `%61dmin` to `admin`, so must this.
     pub fn requires(&self, path: &str) -> bool {
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        self.0
+        if self.0.is_empty() {
+            return false;
+        }
+        if self
+            .0
             .iter()
-            .any(|prefix| path.starts_with(prefix.as_str()) || decoded.starts_with(prefix.as_str()))
+            .any(|prefix| path.starts_with(prefix.as_str()))
+        {
+            return true;
+        }
+        // Only an escape makes the decoded form differ.
+        path.contains('%') && {
+            let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            self.0
+                .iter()
+                .any(|prefix| decoded.starts_with(prefix.as_str()))
+        }
     }
 }
 
