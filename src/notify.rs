@@ -75,8 +75,10 @@ pub fn revocation_delivery(
     detail: &serde_json::Value,
 ) -> notifications::NewDelivery {
     notifications::NewDelivery {
-        // Unique: a delivery of its own, never merged with another.
-        key: format!("revocation:{}", uuid::Uuid::new_v4()),
+        // Unique: a delivery of its own, never merged with another. Time-ordered (UUIDv7),
+        // so new keys land at the end of the table's unique index instead of on a random
+        // page of it: fewer pages for each commit to write.
+        key: format!("revocation:{}", uuid::Uuid::now_v7()),
         identity_id: identity_id.unwrap_or(0),
         payload: json!({
             "event": REVOKED_EVENT,
