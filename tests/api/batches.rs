@@ -92,15 +92,20 @@ async fn revocations_that_arrive_together_each_get_their_own_answer(backend: Bac
             a["token"].as_str().unwrap().to_owned(),
         ));
     }
+    // A user is no service account: its id in the batch is a 404 and leaves it as it was.
+    let user = app
+        .add_user("batch-user", "a long enough password", "viewer")
+        .await;
+    let user_id = user["identity_id"].as_i64().expect("the user's id");
     // Every account once, five of them twice with the same reason, three twice with another
-    // reason, and three that do not exist, all at once.
+    // reason, three that do not exist and the user, all at once.
     let batch_test = json!({"reason": "batch test"});
     let other = json!({"reason": "another reason"});
     let mut targets: Vec<(i64, &Value)> =
         accounts.iter().map(|(id, _)| (*id, &batch_test)).collect();
     targets.extend(accounts.iter().take(5).map(|(id, _)| (*id, &batch_test)));
     targets.extend(accounts[5..8].iter().map(|(id, _)| (*id, &other)));
-    targets.extend([990_001, 990_002, 990_003].map(|id| (id, &batch_test)));
+    targets.extend([990_001, 990_002, 990_003, user_id].map(|id| (id, &batch_test)));
     let paths: Vec<String> = targets
         .iter()
         .map(|(id, _)| format!("/service-accounts/{id}"))
@@ -115,7 +120,7 @@ async fn revocations_that_arrive_together_each_get_their_own_answer(backend: Bac
     let targets: Vec<i64> = targets.iter().map(|(id, _)| *id).collect();
     let mut first: HashMap<i64, usize> = HashMap::new();
     for (id, (status, answer)) in targets.iter().zip(&answers) {
-        if *id >= 990_000 {
+        if *id >= 990_000 || *id == user_id {
             assert_eq!(*status, StatusCode::NOT_FOUND, "{answer}");
             assert_eq!(code(answer), "not_found", "{answer}");
             continue;
@@ -164,6 +169,14 @@ async fn revocations_that_arrive_together_each_get_their_own_answer(backend: Bac
     assert_eq!(
         actions.iter().filter(|a| *a == "account.revoked").count(),
         accounts.len()
+    );
+    let (status, users) = app.admin(Method::GET, "/users", None).await;
+    assert_eq!(status, StatusCode::OK, "{users}");
+    let listed = users["data"].as_array().expect("a list of users");
+    let still = listed.iter().find(|u| u["identity_id"] == user_id);
+    assert!(
+        still.is_some_and(|u| u["disabled"] == false && u["disabled_at"].is_null()),
+        "the user is untouched: {users}"
     );
     // A replica that never saw these requests refuses the tokens too (the rows are there).
     let replica = app.replica().await;
