@@ -10,6 +10,7 @@ use crate::accounts::users::Role;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::error::{ApiError, Code};
+use crate::log_budget::{LogBudget, Take};
 use crate::routes::forwarded::client_ip;
 use crate::scope::Scope;
 use crate::telemetry::{self, RequestIdentity, Verification};
@@ -155,17 +156,40 @@ pub fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
                     .revoked_use(*jti, *identity_id, remote, req.path());
             }
             let err = ApiError::from(e);
-            log::warn!(
-                "refused token=…{} method={} path={} code={} reason=\"{}\"",
-                last_chars(token, 4),
-                req.method(),
-                req.path(),
-                err.code(),
-                err.message()
-            );
+            log_refusal(req, token, &err);
             Err(err)
         }
     }
+}
+
+/// Refused tokens logged a second at most; `tokend_verifications_total` counts them all.
+const REFUSALS_LOGGED_PER_SECOND: u32 = 20;
+static REFUSAL_LOG: LogBudget = LogBudget::new(REFUSALS_LOGGED_PER_SECOND);
+
+/// One line per refused token, within [`REFUSAL_LOG`]'s budget: a flood of bad tokens is not
+/// a flood of log lines.
+fn log_refusal(req: &HttpRequest, token: &str, err: &ApiError) {
+    if !log::log_enabled!(log::Level::Warn) {
+        return;
+    }
+    let Take::Write { left_out } = REFUSAL_LOG.take(chrono::Utc::now().timestamp()) else {
+        return;
+    };
+    if left_out > 0 {
+        log::warn!(
+            "{left_out} more refused tokens were not logged (at most {} lines a second; \
+             tokend_verifications_total counts every one)",
+            REFUSAL_LOG.per_second()
+        );
+    }
+    log::warn!(
+        "refused token=…{} method={} path={} code={} reason=\"{}\"",
+        last_chars(token, 4),
+        req.method(),
+        req.path(),
+        err.code(),
+        err.message()
+    );
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

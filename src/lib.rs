@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod federation;
+pub mod log_budget;
 pub mod notify;
 pub mod oauth;
 pub mod openapi;
