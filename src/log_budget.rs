@@ -43,7 +43,8 @@ impl LogBudget {
     /// few lines more or less), never unbounded.
     pub fn take(&self, now: i64) -> Take {
         let second = self.second.load(Ordering::Relaxed);
-        if now > second
+        // A new second, or the clock stepped back: a fresh budget either way.
+        if now != second
             && self
                 .second
                 .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -79,5 +80,10 @@ mod tests {
         assert_eq!(budget.take(1_001), Take::Write { left_out: 0 });
         assert_eq!(budget.take(1_001), Take::Write { left_out: 0 });
         assert_eq!(budget.take(1_001), Take::Skip);
+        assert_eq!(
+            budget.take(900),
+            Take::Write { left_out: 1 },
+            "a clock stepped back does not silence the log"
+        );
     }
 }
