@@ -219,6 +219,12 @@ try {
   assert.equal(revokedApi.revocation_reason, "browser test");
   const refused = await whoami(rotatedToken);
   assert.equal(refused.body.error.code, "token_revoked");
+  // The refused use is audited by the usage flush, every 5 s. Wait for it: an event arriving
+  // while the audit pages are compared below would make "Newer" land on a newer first row.
+  const usedAfter = async () =>
+    (await call("GET", `/audit?action=token.used_after_revocation&identity_id=${newId}`)).body.data ?? [];
+  for (let i = 0; i < 150 && (await usedAfter()).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await usedAfter()).length, 1, "the refused use of the revoked token is audited");
   await page.locator(`#scopes tr[data-id="${newId}"]`).waitFor({ state: "detached" });
   await page.getByLabel("show revoked").check();
   const revokedRow = page.locator(`#scopes tr[data-id="${newId}"]`);
@@ -228,10 +234,13 @@ try {
   assert.equal(await revokedRow.getByRole("button").count(), 0, "nothing to do with a revoked account");
   await page.getByLabel("show revoked").uncheck();
 
-  // ---- Audit: newest first, the revocation on top, paged ----
+  // ---- Audit: newest first, the revocation on top (after the refused uses it caused), paged ----
   await go("audit", "Audit");
   const auditRows = page.locator("#audit-list tbody tr");
-  const top = await auditRows.first().locator("td").allTextContents();
+  await auditRows.first().waitFor();
+  const newest = await auditRows.evaluateAll((rows) =>
+    rows.slice(0, 5).map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent)));
+  const top = newest.find((cells) => cells[1] !== "token.used_after_revocation");
   assert.equal(top[1], "account.revoked");
   assert.equal(top[3], `${name} (${newId})`);
   assert.equal(top[5], "browser test");
