@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fastmap;
 pub mod federation;
 pub mod log_budget;
 pub mod notify;
@@ -25,7 +26,3 @@ pub mod time;
 pub mod tls;
 pub mod tokens;
 pub mod usage;
-
-/// The concurrent map of the hot path: lock-free reads (papaya) with a fast, randomly seeded
-/// hash (foldhash). Its keys are token texts and token ids tokend signed itself.
-pub type FastMap<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;

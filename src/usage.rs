@@ -40,9 +40,9 @@ struct RevokedUse {
 #[derive(Default)]
 pub struct UsageRecorder {
     /// identity id → latest use not yet written.
-    pending: crate::FastMap<i64, i64>,
+    pending: crate::fastmap::FastMap<i64, i64>,
     /// jti → when its last revoked-use event was queued.
-    revoked_seen: crate::FastMap<Uuid, i64>,
+    revoked_seen: crate::fastmap::FastMap<Uuid, i64>,
     revoked_events: Mutex<Vec<RevokedUse>>,
     /// (minute, events queued in it) for the global cap.
     revoked_budget: Mutex<(i64, u64)>,

@@ -20,7 +20,7 @@ const MAX_KEPT_KEYS: usize = 64;
 static PROVIDER: OnceLock<CryptoProvider> = OnceLock::new();
 
 /// Decoded keys by their encoded bytes; read without a lock.
-static KEYS: OnceLock<crate::FastMap<[u8; 32], VerifyingKey>> = OnceLock::new();
+static KEYS: OnceLock<crate::fastmap::FastMap<[u8; 32], VerifyingKey>> = OnceLock::new();
 
 /// Makes this provider jsonwebtoken's process-wide default. Call it before the first token is
 /// signed or checked; later calls (and a default already chosen) leave things as they are.
@@ -45,7 +45,7 @@ fn verifying_key(key: &DecodingKey) -> Result<VerifyingKey> {
         .get(..32)
         .and_then(|b| b.try_into().ok())
         .ok_or(ErrorKind::InvalidEddsaKey)?;
-    let kept = KEYS.get_or_init(crate::FastMap::default).pin();
+    let kept = KEYS.get_or_init(crate::fastmap::FastMap::default).pin();
     if let Some(decoded) = kept.get(&bytes) {
         return Ok(*decoded);
     }

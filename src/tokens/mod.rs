@@ -137,7 +137,7 @@ pub struct TokenService {
     /// Allowed clock difference for `exp` and `nbf`, in seconds.
     leeway_secs: i64,
     /// Verified tokens by their whole text. A hit still checks expiry, `nbf` and revocation.
-    verified: crate::FastMap<Box<str>, Verified>,
+    verified: crate::fastmap::FastMap<Box<str>, Verified>,
     /// Which verified tokens `verified` takes in: those verified twice.
     admission: admission::Doorkeeper,
     /// The longest lifetime a token of each scope may claim (without the leeway): a longer
@@ -161,7 +161,7 @@ impl TokenService {
             issuer,
             audience,
             leeway_secs: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
-            verified: crate::FastMap::default(),
+            verified: crate::fastmap::FastMap::default(),
             admission: admission::Doorkeeper::default(),
             lifetime_ceilings: Scope::ALL.map(|scope| (scope, scopes.lifetime_ceiling(scope))),
         }
