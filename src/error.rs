@@ -307,34 +307,3 @@ impl From<actix_web::error::BlockingError> for ApiError {
         ApiError::internal("blocking task failed", &err)
     }
 }
-
-impl From<crate::db::DbError> for ApiError {
-    fn from(err: crate::db::DbError) -> Self {
-        if err.is_storage_fault() {
-            ApiError::unavailable("database", &err)
-        } else {
-            ApiError::internal("database", &err)
-        }
-    }
-}
-
-impl From<diesel::result::Error> for ApiError {
-    fn from(err: diesel::result::Error) -> Self {
-        ApiError::from(crate::db::DbError::Query(err))
-    }
-}
-
-impl From<crate::tokens::KeyError> for ApiError {
-    fn from(err: crate::tokens::KeyError) -> Self {
-        match err {
-            crate::tokens::KeyError::NotManaged => {
-                ApiError::new(Code::KeysNotManaged, err.to_string())
-            }
-            crate::tokens::KeyError::TooSoon { retry_after_secs } => {
-                ApiError::new(Code::RotationTooSoon, err.to_string()).retry_after(retry_after_secs)
-            }
-            crate::tokens::KeyError::Db(db) => ApiError::from(db),
-            other => ApiError::internal("signing keys", &other),
-        }
-    }
-}

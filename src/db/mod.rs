@@ -22,6 +22,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use secrecy::ExposeSecret;
 
 use crate::config::{ensure_parent_dir, keep_private, Database};
+use crate::error::ApiError;
 
 /// A connection to either backend. SQLite is last: it accepts any string as a path.
 #[derive(diesel::MultiConnection)]
@@ -58,6 +59,24 @@ pub enum DbError {
     /// deadline passed).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+}
+
+/// How a storage failure reaches a client: `storage_unavailable` when storage cannot serve,
+/// `internal_error` otherwise (the cause goes to the log, never to the client).
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        if err.is_storage_fault() {
+            ApiError::unavailable("database", &err)
+        } else {
+            ApiError::internal("database", &err)
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        ApiError::from(DbError::Query(err))
+    }
 }
 
 /// Opens connections of the configured backend: PostgreSQL with deadlines (see

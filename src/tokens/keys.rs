@@ -39,6 +39,7 @@ use crate::config::{JwtAlgorithm, Settings};
 use crate::db::models::SigningKeyRow;
 use crate::db::queries::keys as key_queries;
 use crate::db::{write_transaction, DbConnection, DbError, DbManager};
+use crate::error::{ApiError, Code};
 use crate::time;
 
 const EDDSA: &str = "EdDSA";
@@ -353,6 +354,20 @@ pub enum KeyError {
 impl From<diesel::result::Error> for KeyError {
     fn from(e: diesel::result::Error) -> Self {
         KeyError::Db(DbError::Query(e))
+    }
+}
+
+/// The contract's codes for key management refusals; other key failures are internal.
+impl From<KeyError> for ApiError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::NotManaged => ApiError::new(Code::KeysNotManaged, err.to_string()),
+            KeyError::TooSoon { retry_after_secs } => {
+                ApiError::new(Code::RotationTooSoon, err.to_string()).retry_after(retry_after_secs)
+            }
+            KeyError::Db(db) => ApiError::from(db),
+            other => ApiError::internal("signing keys", &other),
+        }
     }
 }
 
