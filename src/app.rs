@@ -163,7 +163,7 @@ impl Application {
         let group = crate::db::group_commit::GroupCommit::start(
             opened.pool.clone(),
             settings.database.is_postgres(),
-            settings.db_deadline(),
+            crate::db::deadlines::request_deadline(&settings),
         )
         .map_err(|e| StartError::Config(format!("cannot start the group-commit writer: {e}")))?;
         // SQLite has one writer: one batch at a time, the next forming meanwhile. PostgreSQL
@@ -315,7 +315,7 @@ impl Application {
 }
 
 /// Runs `f` with a pooled connection on the blocking pool: the one way handlers reach the
-/// database. The caller gets an answer within [`Settings::db_deadline`] whatever the
+/// database. The caller gets an answer within [`db::deadlines::request_deadline`] whatever the
 /// database does: 503 `storage_unavailable` when it did not answer in time (a frozen
 /// connection can hold a checkout for as long as its `tcp_user_timeout`, once per pooled
 /// connection it tries).
@@ -326,7 +326,7 @@ where
         + Send
         + 'static,
 {
-    let deadline = state.settings.db_deadline();
+    let deadline = db::deadlines::request_deadline(&state.settings);
     let state = state.clone();
     // Writes must reach their commit a second before the caller stops waiting, so a commit
     // under way has time to be answered: a 503 then means "not applied" but for that second.

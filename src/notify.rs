@@ -23,36 +23,15 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::Sha256;
 
+pub use crate::config::ExpiryWebhook;
 use crate::db::queries::clock;
 use crate::db::queries::notifications::{self, ABANDONED, PENDING};
 use crate::db::Pool;
 use crate::time;
-
-/// Where and when expiry warnings go.
-#[derive(Clone)]
-pub struct ExpiryWebhook {
-    pub url: String,
-    pub secret: SecretString,
-    /// Hours (or any duration) before expiry at which to warn, e.g. 24 h and 6 h.
-    pub thresholds: Vec<Duration>,
-    /// How often to look for tokens crossing a threshold and for deliveries due.
-    pub poll: Duration,
-    /// The first retry waits this long; each further one twice as long (at most an hour).
-    pub retry_base: Duration,
-}
-
-impl std::fmt::Debug for ExpiryWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExpiryWebhook")
-            .field("url", &self.url)
-            .field("thresholds", &self.thresholds)
-            .finish_non_exhaustive()
-    }
-}
 
 /// `sha256=<hex>` of the body.
 pub fn signature(secret: &str, body: &[u8]) -> String {

@@ -19,6 +19,12 @@
 pub const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const STATEMENT_TIMEOUT_SQL: &str = "SET statement_timeout = '5s'";
 
+/// The longest a request waits for the database before 503 `storage_unavailable`: the pool
+/// checkout (`TOKEND_DB_POOL_TIMEOUT`) and one statement timeout.
+pub fn request_deadline(settings: &crate::config::Settings) -> std::time::Duration {
+    settings.db_pool_timeout + STATEMENT_TIMEOUT
+}
+
 /// Parameters added to a URL that lacks them.
 const DEFAULTS: &[(&str, &str)] = &[
     ("connect_timeout", "3"),
