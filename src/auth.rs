@@ -7,12 +7,12 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::accounts::users::Role;
-use crate::app::AppState;
 use crate::audit::Actor;
 use crate::error::{ApiError, Code};
 use crate::log_budget::{LogBudget, Take};
 use crate::routes::forwarded::client_ip;
 use crate::scope::Scope;
+use crate::state::AppState;
 use crate::telemetry::{self, RequestIdentity, Verification};
 use crate::tokens::{Claims, IdentityType, TokenError};
 

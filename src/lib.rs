@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod routes;
 pub mod scope;
+pub mod state;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -137,7 +137,7 @@ impl GroupCommit {
     }
 
     /// Runs `work` in the next batch's transaction and answers once the batch is committed
-    /// (or failed), or unavailable when the deadline passes. As with [`crate::app::with_db`],
+    /// (or failed), or unavailable when the deadline passes. As with [`crate::state::with_db`],
     /// a write must reach its commit a second before the caller stops waiting.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where

@@ -2,10 +2,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::app::AppState;
 use crate::auth::Admin;
 use crate::cleanup::{self, CleanupReport, Skipped, Trigger};
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::state::AppState;
 
 /// Prunes revocations of expired tokens (and long-expired token records) now.
 #[utoipa::path(post, path = "/admin/cleanup", tag = "admin",

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::{with_db, AppState};
 use crate::auth::Reader;
 use crate::db::queries::audit::{self, AuditFilter};
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::state::{with_db, AppState};
 use crate::time::{self, rfc3339};
 
 /// One event. Never a token or a password.

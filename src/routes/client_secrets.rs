@@ -14,13 +14,13 @@ use utoipa::ToSchema;
 use super::extract::{json_response, JsonObject, OptionalJson};
 use super::service_accounts::{account_id, RevokeRequest};
 use crate::accounts::Reason;
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::oauth::client_keys::{self, KeySource};
 use crate::oauth::clients::{
     self, ClientSecretInfo, SecretRequest, DEFAULT_SECRET_DAYS, MAX_OVERLAP_SECS, MAX_SECRET_DAYS,
 };
+use crate::state::{with_db, AppState};
 use crate::time::rfc3339;
 
 /// A new client secret. Both fields are optional.

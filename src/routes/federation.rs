@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use super::extract::{json_response, JsonObject};
 use super::oauth::with_db_oauth;
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, ErrorBody};
 use crate::federation::grant::{self, Request};
@@ -19,6 +18,7 @@ use crate::federation::spec::{KeySource, RuleDocument};
 use crate::federation::{assertion, IssuerSpec, JwksError};
 use crate::oauth::grants::{self, Authenticate, Granted};
 use crate::oauth::{Form, OAuthCode, OAuthError};
+use crate::state::{with_db, AppState};
 
 /// A new trusted issuer (for the documentation; the body is checked field by field).
 #[derive(Debug, ToSchema)]

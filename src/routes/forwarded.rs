@@ -17,10 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use actix_web::http::header::{HeaderMap, HeaderValue};
 use actix_web::{web, HttpRequest};
 
-use crate::app::AppState;
 use crate::config::TrustedProxies;
 use crate::error::{ApiError, Code};
 use crate::scope::printable;
+use crate::state::AppState;
 
 /// Sources of the client address, in the order they are compared.
 const CLIENT_SOURCES: [&str; 3] = ["X-Forwarded-For", "Forwarded", "X-Real-IP"];

@@ -12,10 +12,10 @@ use uuid::Uuid;
 use super::extract::{self, JsonObject};
 use super::service_accounts::TokenRevokedResponse;
 use crate::accounts::{self, Reason, TokenOwner};
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::Scope;
+use crate::state::{with_db, AppState};
 
 /// The token to look at, as `application/x-www-form-urlencoded` (`token=…`) or JSON.
 #[derive(Debug, Deserialize, ToSchema)]

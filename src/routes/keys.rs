@@ -6,11 +6,11 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::app::{with_db, AppState};
 use crate::audit::record;
 use crate::auth::{Admin, Reader};
 use crate::db::queries::keys as key_queries;
 use crate::error::{ApiError, ErrorBody};
+use crate::state::{with_db, AppState};
 use crate::time::{self, rfc3339};
 
 /// A signing key as listed (public material only).

@@ -2,9 +2,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::app::{with_db, AppState};
 use crate::db::queries::{identities, revocations};
 use crate::scope::Scope;
+use crate::state::{with_db, AppState};
 use crate::telemetry;
 use crate::time;
 

@@ -175,7 +175,7 @@ fn ui_assets() -> actix_web::Scope {
 }
 
 /// The spec, with this server's TTL bounds.
-async fn openapi_json(state: web::Data<crate::app::AppState>) -> HttpResponse {
+async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(crate::openapi::spec_json_for(&state.settings.scopes))

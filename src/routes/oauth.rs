@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use super::forwarded::client_ip;
 use super::introspect::IntrospectResponse;
 use crate::accounts::{self, TokenOwner};
-use crate::app::{with_db, AppState};
 use crate::db::queries::identities;
 use crate::db::DbConnection;
 use crate::error::Code;
@@ -23,6 +22,7 @@ use crate::oauth::grants::{self, Authenticate, TokenResponse};
 use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{ClientCredentials, Form, OAuthCode, OAuthError};
 use crate::scope::Scope;
+use crate::state::{with_db, AppState};
 use crate::telemetry;
 use crate::tokens::TokenError;
 

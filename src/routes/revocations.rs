@@ -10,10 +10,10 @@ use super::extract::JsonObject;
 use crate::accounts::bulk::{self, BulkRevocation};
 use crate::accounts::users::Login;
 use crate::accounts::{AccountName, Reason};
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::Scope;
+use crate::state::{with_db, AppState};
 use crate::time::{self, rfc3339};
 use crate::tokens::rules::Selector;
 

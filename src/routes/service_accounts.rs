@@ -14,11 +14,11 @@ use crate::accounts::{
     self, Account, AccountDetail, AccountName, Description, Issued, NewAccount, Reason, Revoked,
     TokenOwner,
 };
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::db::queries::identities::{ListFilter, StatusFilter, SERVICE_ACCOUNT};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::{RequestedTtl, Scope, ScopePolicy, TtlFields, ValidMetadata};
+use crate::state::{with_db, AppState};
 use crate::telemetry;
 use crate::time::{self, rfc3339};
 

@@ -14,11 +14,11 @@ use crate::accounts::passwords::Password;
 use crate::accounts::users::{Login, Role};
 use crate::accounts::{self, TokenOwner};
 use crate::accounts::{sessions, throttle};
-use crate::app::{with_db, AppState};
 use crate::auth::Principal;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::scope::Scope;
 use crate::scope::{RequestedTtl, TtlFields};
+use crate::state::{with_db, AppState};
 use crate::telemetry;
 use crate::time::rfc3339;
 

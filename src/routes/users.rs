@@ -9,9 +9,9 @@ use super::extract::{json_response, JsonObject};
 use crate::accounts;
 use crate::accounts::passwords::Password;
 use crate::accounts::users::{self, Login, Role, User, UserChange};
-use crate::app::{with_db, AppState};
 use crate::auth::{Admin, Reader};
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::state::{with_db, AppState};
 
 /// A new user.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The public keys that verify tokend's tokens (JWKS, RFC 7517). Empty with HS256.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",

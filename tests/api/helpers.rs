@@ -11,8 +11,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use tokend::app::{AppState, Application};
+use tokend::app::Application;
 use tokend::config::{Database, Settings};
+use tokend::state::AppState;
 
 use crate::fault_proxy::FaultProxy;
 
