@@ -30,6 +30,7 @@ LAYERS = {
     # HTTP: parses requests, maps errors to status codes
     "routes": "http",
     "auth": "http",  # the bearer-token extractor
+    "forwarded": "http",  # what forwarding headers are worth: client address, original URI
     "openapi": "http",
     "tls": "http",  # how the server speaks HTTPS; its settings types belong in config
     # shared state: what handlers get

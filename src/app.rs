@@ -184,7 +184,9 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     crate::tls::client_certs::require_client_cert,
                 ))
-                .wrap(actix_web::middleware::from_fn(crate::telemetry::access))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::routes::access_log::access,
+                ))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::extract::not_found))
         })

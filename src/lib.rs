@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod fastmap;
 pub mod federation;
+pub mod forwarded;
 pub mod log_budget;
 pub mod notify;
 pub mod oauth;

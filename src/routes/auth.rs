@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::forwarded::{self, ClientAddress, OriginalUri};
 use crate::auth::authenticate;
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::forwarded::{self, ClientAddress, OriginalUri};
 use crate::scope::{ip_allowed, normalize_request_path, path_allowed, printable, Scope};
 use crate::telemetry::{self, Verification};
 use crate::time::{self, rfc3339};

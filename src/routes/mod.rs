@@ -1,6 +1,7 @@
 //! Every route, registered in one place. Each handler is documented with `#[utoipa::path]`
 //! and listed in [`crate::openapi::ApiDoc`].
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -8,7 +9,6 @@ pub mod client_secrets;
 pub mod docs;
 pub mod extract;
 pub mod federation;
-pub mod forwarded;
 pub mod health;
 pub mod introspect;
 pub mod keys;

@@ -7,13 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::forwarded::client_ip;
 use super::introspect::IntrospectResponse;
 use crate::accounts::{self, TokenOwner};
 use crate::db::queries::identities;
 use crate::db::DbConnection;
 use crate::error::Code;
 use crate::federation::{Jwks, JwksError};
+use crate::forwarded::client_ip;
 use crate::oauth::assertion;
 use crate::oauth::client_keys::{self, KeySource};
 use crate::oauth::clients::{self, AuthenticatedClient};

@@ -100,7 +100,7 @@ pub async fn login(
 
 /// The client address logins are throttled by (trusted-proxy aware).
 fn client_addr(req: &HttpRequest) -> IpAddr {
-    super::forwarded::client_ip(req).unwrap_or(throttle::UNKNOWN_ADDRESS)
+    crate::forwarded::client_ip(req).unwrap_or(throttle::UNKNOWN_ADDRESS)
 }
 
 /// Throttle, read the account, check the password on the hashing workers (no connection
