@@ -31,7 +31,6 @@ LAYERS = {
     "routes": "http",
     "auth": "http",  # the bearer-token extractor
     "forwarded": "http",  # what forwarding headers are worth: client address, original URI
-    "openapi": "http",
     "tls": "http",  # how the server speaks HTTPS; its settings types belong in config
     # shared state: what handlers get
     "state": "state",  # AppState (planned: issue 17)

@@ -19,7 +19,6 @@ pub mod forwarded;
 pub mod log_budget;
 pub mod notify;
 pub mod oauth;
-pub mod openapi;
 pub mod routes;
 pub mod scope;
 pub mod state;

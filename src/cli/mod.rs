@@ -213,7 +213,7 @@ pub fn run(command: Command) -> ExitCode {
             // A closed pipe (`tokend openapi | head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(
                 &mut std::io::stdout(),
-                crate::openapi::spec_json().as_bytes(),
+                crate::routes::openapi::spec_json().as_bytes(),
             );
             Ok(())
         }

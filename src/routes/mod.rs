@@ -1,5 +1,5 @@
 //! Every route, registered in one place. Each handler is documented with `#[utoipa::path]`
-//! and listed in [`crate::openapi::ApiDoc`].
+//! and listed in [`crate::routes::openapi::ApiDoc`].
 
 pub mod access_log;
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod introspect;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;
+pub mod openapi;
 pub mod revocations;
 pub mod service_accounts;
 pub mod session;
@@ -178,5 +179,7 @@ fn ui_assets() -> actix_web::Scope {
 async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(crate::openapi::spec_json_for(&state.settings.scopes))
+        .body(crate::routes::openapi::spec_json_for(
+            &state.settings.scopes,
+        ))
 }

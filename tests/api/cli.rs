@@ -271,7 +271,7 @@ fn migrate_and_openapi_commands() {
     let out = tokend(&storage).arg("openapi").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        tokend::openapi::spec_json()
+        tokend::routes::openapi::spec_json()
     );
     let out = tokend(&storage)
         .env("TOKEND_JWT_ALG", "HS256")
