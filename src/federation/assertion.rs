@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use super::jwks::PublicKey;
 use super::spec::IssuerSpec;
-use crate::oauth::OAuthError;
 
 /// The largest external token read (Kubernetes and GitHub tokens are 1–2 KiB).
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
@@ -30,8 +29,14 @@ pub struct Unverified {
     pub alg: Algorithm,
 }
 
-fn refused(why: impl Into<String>) -> OAuthError {
-    OAuthError::invalid_grant(why.into())
+/// Why an external token was refused, in words for its presenter. The token endpoint answers
+/// it as `invalid_grant` (`oauth::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+fn refused(why: impl Into<String>) -> Refused {
+    Refused(why.into())
 }
 
 fn shown(s: &str) -> String {
@@ -47,7 +52,7 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 /// Reads the header and the unverified `iss`. Refuses what no key could ever verify.
-pub fn peek(token: &str) -> Result<Unverified, OAuthError> {
+pub fn peek(token: &str) -> Result<Unverified, Refused> {
     if token.len() > MAX_ASSERTION_BYTES {
         return Err(refused(format!(
             "the assertion is larger than {} KiB",
@@ -107,7 +112,7 @@ pub struct Verified {
 }
 
 /// A NumericDate claim (RFC 7519 §2): seconds, possibly with a fraction.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, OAuthError> {
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Refused> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -129,7 +134,7 @@ pub fn verify(
     spec: &IssuerSpec,
     leeway: Duration,
     now: i64,
-) -> Result<Verified, OAuthError> {
+) -> Result<Verified, Refused> {
     // Only the signature here: the claims are checked below, with messages that say which.
     let mut validation = Validation::new(key.algorithm());
     validation.required_spec_claims.clear();
@@ -231,7 +236,7 @@ pub fn verify(
 }
 
 /// Why a token's `alg` is refused before any key is looked at.
-fn refuse_alg(alg: &str) -> OAuthError {
+fn refuse_alg(alg: &str) -> Refused {
     match alg {
         "none" | "None" | "NONE" => refused(
             "the assertion is unsigned (alg none); only tokens signed with the issuer's published keys are accepted",

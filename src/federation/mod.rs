@@ -9,12 +9,13 @@
 //! - [`issuers`]: issuers in storage (create, list, change, remove; audited);
 //! - [`jwks`]: key sets and the cache of remote ones (reusable for client assertions);
 //! - [`claims`]: dotted claim paths, templates, matching;
-//! - [`assertion`]: the full check of an external token;
-//! - [`grant`]: rules to outcome, and the issuing transaction with the replay limit.
+//! - [`assertion`]: the full check of an external token.
+//!
+//! The grant itself (rules to outcome, the issuing transaction with the replay limit) is
+//! `oauth::grants::federated`: federation says who a token is; oauth turns that into a token.
 
 pub mod assertion;
 pub mod claims;
-pub mod grant;
 pub mod issuers;
 pub mod jwks;
 pub mod spec;

@@ -37,7 +37,7 @@ pub fn peek(assertion: &str, client_id_param: Option<&str>) -> Result<Peeked, OA
     let unverified = crate::federation::assertion::peek(assertion).map_err(|e| {
         refused(format!(
             "client assertion: {}",
-            e.description().replace("the assertion", "it")
+            e.0.replace("the assertion", "it")
         ))
     })?;
     let identity_id = parse_client_id(&unverified.iss).ok_or_else(|| {

@@ -224,6 +224,13 @@ impl From<diesel::result::Error> for OAuthError {
     }
 }
 
+/// An external token the federation check refused: `invalid_grant` with its words.
+impl From<crate::federation::assertion::Refused> for OAuthError {
+    fn from(err: crate::federation::assertion::Refused) -> Self {
+        OAuthError::invalid_grant(err.0)
+    }
+}
+
 impl From<actix_web::error::BlockingError> for OAuthError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         OAuthError::from(ApiError::from(err))

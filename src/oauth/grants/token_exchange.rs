@@ -1,211 +1,26 @@
-//! The grants behind `POST /oauth2/token`: one function per grant type, each one transaction
-//! that checks the client or subject and issues an ordinary tokend token.
+//! Token exchange (RFC 8693) of a tokend token, and how the dispatcher tells a workload's
+//! external token apart.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
-use utoipa::ToSchema;
 
-use super::clients::AuthenticatedClient;
-use super::error::{OAuthCode, OAuthError};
-use super::form::Form;
-use crate::accounts::service::{issue_granted, issue_granted_unextended, Lineage};
+use super::{
+    requested_scope, requested_ttl, response, Authenticate, Granted, ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE, TOKEN_EXCHANGE,
+};
+use crate::accounts::service::{issue_granted, Lineage};
 use crate::audit::Actor;
 use crate::config::Settings;
 use crate::db::queries::identities::{self, SERVICE_ACCOUNT, USER};
 use crate::db::queries::tokens as token_rows;
 use crate::db::{write_transaction, DbConnection};
 use crate::error::ApiError;
-use crate::scope::{RequestedTtl, Scope, TtlFields, ValidMetadata};
+use crate::oauth::error::{OAuthCode, OAuthError};
+use crate::oauth::form::Form;
+use crate::scope::{Scope, ValidMetadata};
 use crate::time;
 use crate::tokens::{Claims, IdentityType, TokenError, TokenService, TokenSubject};
-
-pub const CLIENT_CREDENTIALS: &str = "client_credentials";
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// RFC 8693 §3 token types tokend reads and writes (its tokens are JWT access tokens).
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
-
-/// The grant types this server supports, as the metadata lists them.
-pub const SUPPORTED: &[&str] = &[CLIENT_CREDENTIALS, TOKEN_EXCHANGE, JWT_BEARER];
-
-/// A check of the request's client credentials, run inside the grant's transaction.
-pub type Authenticate =
-    Box<dyn FnOnce(&mut DbConnection) -> Result<AuthenticatedClient, OAuthError> + Send>;
-
-/// A successful token response (RFC 6749 §5.1, RFC 8693 §2.2.1).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9…", "token_type": "Bearer", "expires_in": 259200, "scope": "sensor"}))]
-pub struct TokenResponse {
-    pub access_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the token expires.
-    pub expires_in: i64,
-    /// The tokend scope of the token.
-    pub scope: String,
-    /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token` or `…:jwt`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issued_token_type: Option<&'static str>,
-}
-
-/// A grant's result, for the response, the log and the metrics.
-pub struct Granted {
-    pub response: TokenResponse,
-    pub identity_id: i64,
-    pub token_id: uuid::Uuid,
-    pub scope: Scope,
-    /// The account's `expires_at` to bring forward after the commit (a grant that held only
-    /// a shared lock on the account's row could not).
-    pub extend_after_commit: Option<chrono::NaiveDateTime>,
-}
-
-/// The optional `ttl_seconds` extension, as a TTL request checked against the scope's bounds.
-pub(crate) fn requested_ttl(form: &Form) -> Result<Option<RequestedTtl>, OAuthError> {
-    let Some(secs) = form.positive_int("ttl_seconds")? else {
-        return Ok(None);
-    };
-    Ok(RequestedTtl::from_fields(&TtlFields {
-        ttl_seconds: Some(Value::from(secs)),
-        ..TtlFields::default()
-    })?)
-}
-
-/// The `scope` parameter as one tokend scope: space-separated values (RFC 6749 §3.3) that
-/// all name the same scope.
-pub(crate) fn requested_scope(form: &Form) -> Result<Option<Scope>, OAuthError> {
-    let Some(raw) = form.get("scope") else {
-        return Ok(None);
-    };
-    let mut scope = None;
-    for item in raw.split(' ').filter(|s| !s.is_empty()) {
-        let parsed = Scope::parse(item)
-            .map_err(|e| OAuthError::new(OAuthCode::InvalidScope, e.message().to_owned()))?;
-        if scope.is_some_and(|s| s != parsed) {
-            return Err(OAuthError::new(
-                OAuthCode::InvalidScope,
-                "a tokend token has exactly one scope; ask for one",
-            ));
-        }
-        scope = Some(parsed);
-    }
-    Ok(scope)
-}
-
-fn response(
-    granted: crate::tokens::MintedToken,
-    scope: Scope,
-    exchange: Option<&'static str>,
-) -> TokenResponse {
-    TokenResponse {
-        expires_in: (granted.expires_at - Utc::now()).num_seconds().max(0),
-        access_token: granted.token,
-        token_type: "Bearer",
-        scope: scope.as_str().to_owned(),
-        issued_token_type: exchange,
-    }
-}
-
-/// `client_credentials` (RFC 6749 §4.4), its parameters parsed: a token of the client's own
-/// service account, its scope and metadata, the scope's default lifetime (or `ttl_seconds`
-/// within its bounds). `scope`, when given, must be the account's: it can narrow nothing
-/// further, and never widens.
-pub struct ClientCredentialsGrant {
-    asked: Option<Scope>,
-    ttl: Option<RequestedTtl>,
-    remote_addr: Option<String>,
-}
-
-impl ClientCredentialsGrant {
-    pub fn parse(form: &Form, remote_addr: Option<String>) -> Result<Self, OAuthError> {
-        Ok(ClientCredentialsGrant {
-            asked: requested_scope(form)?,
-            ttl: requested_ttl(form)?,
-            remote_addr,
-        })
-    }
-
-    /// Issues the authenticated client's token, inside the caller's write transaction (a
-    /// group commit's savepoint). It locks the account's row first and no other identity row.
-    pub fn issue(
-        self,
-        conn: &mut DbConnection,
-        tokens: &TokenService,
-        settings: &Settings,
-        client: &AuthenticatedClient,
-    ) -> Result<Granted, OAuthError> {
-        let account = &client.account;
-        let id = account.identity_id;
-        let now = time::now();
-        // Row lock: a concurrent revocation of the account waits for this token (and then
-        // revokes it), or this grant sees it revoked. Client authentication ran before, off
-        // the writer: a secret revoked in between still issues this one token. On PostgreSQL
-        // a shared lock, so one busy client's grants run side by side; its `expires_at` is
-        // then brought forward after the commit (an update here would deadlock two grants).
-        // The secret it presented, again, under a shared lock: a revocation of the secret
-        // that answered 200 is never followed by a token obtained with it.
-        super::clients::secret_still_live(conn, client)?;
-        let shared = matches!(conn, DbConnection::Pg(_));
-        let live = if shared {
-            identities::share_lock_unrevoked(conn, id, SERVICE_ACCOUNT)?
-        } else {
-            identities::lock_unrevoked(conn, id, SERVICE_ACCOUNT, time::to_db(now))? == 1
-        };
-        if !live {
-            return Err(OAuthError::invalid_client(format!(
-                "service account {id} is revoked; its client credentials no longer work"
-            )));
-        }
-        if let Some(scope) = self.asked {
-            if scope != account.scope {
-                return Err(OAuthError::new(
-                    OAuthCode::InvalidScope,
-                    format!(
-                        "client {} may only obtain {} tokens (its service account's scope), not {scope}",
-                        client.client_id, account.scope
-                    ),
-                ));
-            }
-        }
-        let ttl = settings.scopes.resolve(account.scope, self.ttl)?;
-        let subject = TokenSubject {
-            identity_id: id,
-            identity_type: IdentityType::ServiceAccount,
-            name: &account.name,
-            scope: account.scope,
-            metadata: &account.metadata,
-            act: None,
-        };
-        let actor = Actor {
-            identity_id: Some(id),
-            remote_addr: self.remote_addr,
-        };
-        let minted = if shared {
-            issue_granted_unextended(conn, tokens, &subject, ttl, now, &actor, CLIENT_CREDENTIALS)?
-        } else {
-            issue_granted(
-                conn,
-                tokens,
-                &subject,
-                ttl,
-                now,
-                &actor,
-                Lineage::First,
-                CLIENT_CREDENTIALS,
-            )?
-        };
-        Ok(Granted {
-            token_id: minted.jti,
-            identity_id: id,
-            scope: account.scope,
-            extend_after_commit: shared.then(|| time::to_db(minted.expires_at)),
-            response: response(minted, account.scope, None),
-        })
-    }
-}
 
 /// The metadata of an exchanged token: the subject's own for the same scope; for another
 /// scope, built from the request (`execution_id`, `action_ref`, `workflow_id`, or `metadata`
