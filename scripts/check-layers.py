@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check that imports between tokend's top-level modules point down, never up or in a circle.
 
-Run from the repository root: `python3 scripts/check-layers.py` (`--explain` prints the table).
+Run from anywhere: `python3 scripts/check-layers.py` (`--explain` prints the table,
+`--self-test` checks the checker on small made-up trees).
 
 Every `src/**/*.rs` belongs to a top-level module: `src/foo.rs` and `src/foo/**` are `foo`;
 `main.rs`, `lib.rs` and items defined at the crate root (`crate::FastMap`) are `crate`. An
@@ -235,16 +236,9 @@ def explain():
         print(f"  {layer:<12} {', '.join(names)}")
 
 
-def main():
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
-    if "--explain" in sys.argv[1:]:
-        explain()
-        return 0
-    os.chdir(Path(__file__).resolve().parent.parent)  # the repository root
+def check():
+    """(problems, files, imports) for the tree under ./src."""
     files = sorted(Path("src").rglob("*.rs"))
-    if not files:
-        print("check-layers: no src/**/*.rs next to scripts/", file=sys.stderr)
-        return 2
     owner = {f: (module_path(f) or ["crate"])[0] for f in files}
     modules = set(owner.values()) - {"crate"}
     problems = [
@@ -274,6 +268,61 @@ def main():
                 more = f" (+{len(where) - 1} more)" if len(where) > 1 else ""
                 back = " → ".join(path_back(graph, b, a))
                 problems.append(f"  {a} → {b}: {where[0]}{more}; back: {back}")
+    return problems, files, count
+
+
+def self_test():
+    """The check catches what it is for: an upward import, a cycle, a module without a layer;
+    and ignores comments, strings and paths that stay inside their module."""
+    import tempfile
+
+    base = {"config/mod.rs": "\n", "routes/mod.rs": "\n", "app.rs": "\n"}
+    cases = {
+        "clean": ({"db/mod.rs": "use crate::config::Settings; // crate::routes::x\n",
+                   "db/x.rs": 'use super::y; const S: &str = "see crate::app::y";\n'}, []),
+        "upward": ({"db/mod.rs": "use crate::{config, routes::x};\n"},
+                   ["src/db/mod.rs:1: db (storage) → routes (http)"]),
+        "attribute path": ({"db/mod.rs": '#[serde(with = "crate::routes::x")]\n'},
+                           ["src/db/mod.rs:1: db (storage) → routes (http)"]),
+        "cycle": ({"oauth/a.rs": "use crate::federation::x;\n",
+                   "federation/b.rs": "fn f() { crate::oauth::y(); }\n"},
+                  ["cycle among 2 modules: federation, oauth"]),
+        "no layer": ({"newthing.rs": "\n"},
+                     ["src/newthing.rs: module newthing has no layer: add it to LAYERS"]),
+    }
+    failed = 0
+    here = os.getcwd()
+    for name, (tree, expected) in cases.items():
+        with tempfile.TemporaryDirectory() as root:
+            for rel, text in {**base, **tree}.items():
+                path = Path(root, "src", rel)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+            os.chdir(root)
+            try:
+                problems = check()[0]
+            finally:
+                os.chdir(here)
+        missing = [e for e in expected if e not in problems]
+        if missing or (not expected and problems):
+            failed += 1
+            print(f"self-test {name}: expected {expected}, got {problems}")
+    print(f"check-layers self-test: {len(cases) - failed} of {len(cases)} cases pass")
+    return 1 if failed else 0
+
+
+def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
+    if "--explain" in sys.argv[1:]:
+        explain()
+        return 0
+    if "--self-test" in sys.argv[1:]:
+        return self_test()
+    os.chdir(Path(__file__).resolve().parent.parent)  # the repository root
+    problems, files, count = check()
+    if not files:
+        print("check-layers: no src/**/*.rs next to scripts/", file=sys.stderr)
+        return 2
     if problems:
         print("\n".join(problems))
         return 1
