@@ -69,11 +69,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             resource("/service-accounts/{id}/tokens", "POST")
-                .route(web::post().to(service_accounts::issue_token)),
+                .route(web::post().to(service_accounts::tokens::issue_token)),
         )
         .service(
             resource("/service-accounts/{id}/tokens/{token_id}", "DELETE")
-                .route(web::delete().to(service_accounts::revoke_token)),
+                .route(web::delete().to(service_accounts::tokens::revoke_token)),
         )
         .service(resource("/auth/login", "POST").route(web::post().to(session::login)))
         .service(resource("/auth/logout", "POST").route(web::post().to(session::logout)))
