@@ -30,21 +30,18 @@
 //! its own transaction, so the trail reads "3 failed, then succeeded". State is per process:
 //! with several replicas each enforces the limits on what it sees.
 
+mod failed_logins;
+
+pub use failed_logins::{flush_forever, record_failures, FailedLogins};
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde_json::json;
-
-use crate::audit::{record, Actor};
 use crate::config::Settings;
-use crate::db::{write_transaction, DbConnection, Pool};
 use crate::error::{ApiError, Code};
 
-/// How often summed failures are written to the audit trail.
-const AUDIT_EVERY: Duration = Duration::from_secs(10);
 /// How long a successful (login, address) pair is exempt from the address budget.
 const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
 
@@ -152,18 +149,6 @@ impl Bucket {
         self.tokens = (self.tokens + 1.0).min(f64::from(cap));
         self.tokens >= f64::from(cap)
     }
-}
-
-/// Failed logins of one (login, address) not yet in the audit trail.
-#[derive(Debug, Clone)]
-pub struct FailedLogins {
-    key: PairKey,
-    /// The last address seen in full (the key of an IPv6 client is its /64).
-    remote_addr: String,
-    identity_id: Option<i64>,
-    count: u32,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -356,23 +341,6 @@ impl LoginThrottle {
         self.lock().failed.remove(key)
     }
 
-    /// Puts failures back that could not be written.
-    pub fn restore(&self, failures: impl IntoIterator<Item = FailedLogins>) {
-        let mut inner = self.lock();
-        for f in failures {
-            match inner.failed.get_mut(&f.key) {
-                Some(newer) => {
-                    newer.count += f.count;
-                    newer.first = newer.first.min(f.first);
-                    newer.identity_id = newer.identity_id.or(f.identity_id);
-                }
-                None => {
-                    inner.failed.insert(f.key.clone(), f);
-                }
-            }
-        }
-    }
-
     /// Forgets what no longer counts, so the maps stay small: their size is bounded by the
     /// attempts that reached a password check within a window.
     fn prune(&self, now: Instant) {
@@ -393,48 +361,6 @@ impl LoginThrottle {
             .known
             .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_FOR);
     }
-
-    /// Writes the summed failures as `login.failed` events, one transaction. Blocking.
-    pub fn flush(&self, pool: &Pool) -> Result<(), String> {
-        self.prune(Instant::now());
-        let failures: Vec<FailedLogins> = self.lock().failed.drain().map(|(_, f)| f).collect();
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let written = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-            write_transaction(&mut conn, |conn| {
-                failures.iter().try_for_each(|f| record_failures(conn, f))
-            })
-            .map_err(|e| e.message().to_owned())
-        });
-        if written.is_err() {
-            self.restore(failures);
-        }
-        written
-    }
-}
-
-/// One `login.failed` event for a (login, address): how many, first and last. Who tried is
-/// unknown: no actor, only the address and the account aimed at.
-pub fn record_failures(conn: &mut DbConnection, f: &FailedLogins) -> Result<(), ApiError> {
-    let anonymous = Actor {
-        identity_id: None,
-        remote_addr: Some(f.remote_addr.clone()),
-    };
-    record(
-        conn,
-        &anonymous,
-        "login.failed",
-        f.identity_id,
-        None,
-        None,
-        json!({
-            "login": f.key.login,
-            "failures": f.count,
-            "first_failed_at": crate::time::format(&f.first),
-            "last_failed_at": crate::time::format(&f.last),
-        }),
-    )
 }
 
 /// An attempt let through the throttle. Dropped without an outcome before its password
@@ -503,21 +429,6 @@ impl Drop for Attempt {
                 .failed(&self.key, std::mem::take(&mut self.remote_addr), None);
         } else {
             self.throttle.release(&self.key, self.charged);
-        }
-    }
-}
-
-/// Writes summed failures every few seconds until the process ends.
-pub async fn flush_forever(pool: Pool, throttle: Arc<LoginThrottle>) {
-    let mut ticker = tokio::time::interval(AUDIT_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let (pool, throttle) = (pool.clone(), throttle.clone());
-        match actix_web::rt::task::spawn_blocking(move || throttle.flush(&pool)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::warn!("writing failed logins to the audit trail failed: {e}"),
-            Err(e) => log::warn!("writing failed logins to the audit trail failed: {e}"),
         }
     }
 }
