@@ -3,6 +3,7 @@
 #
 #   bench/run.sh            # everything (about 17 minutes on 2 cores)
 #   BENCH_SKIP=scale,cleanup bench/run.sh
+#   BENCH_BUILD=/tmp/old bench/run.sh   # another build's tokend and tokend-bench, not built here
 #
 # Every server listens on 127.0.0.1 and is stopped at the end. Load: wrk, BENCH_CONNECTIONS
 # connections (32), BENCH_DURATION (10s) per run, the same for every target. Results:
@@ -47,10 +48,20 @@ need curl "apt-get install curl"
 need jq "apt-get install jq"
 need python3 "python3"
 
-log "building (release)"
-cargo build --release --locked --bins 2>&1 | tail -1 >&2
-TOKEND=$ROOT/target/release/tokend
-BENCH=$ROOT/target/release/tokend-bench
+if [ -n "${BENCH_BUILD:-}" ]; then
+  TOKEND=$BENCH_BUILD/tokend
+  BENCH=$BENCH_BUILD/tokend-bench
+  if [ ! -x "$TOKEND" ] || [ ! -x "$BENCH" ]; then
+    echo "bench: BENCH_BUILD=$BENCH_BUILD lacks tokend or tokend-bench" >&2
+    exit 2
+  fi
+  log "measuring the build in $BENCH_BUILD"
+else
+  log "building (release)"
+  cargo build --release --locked --bins 2>&1 | tail -1 >&2
+  TOKEND=$ROOT/target/release/tokend
+  BENCH=$ROOT/target/release/tokend-bench
+fi
 
 wait_ready() { # URL
   for _ in $(seq 1 300); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
