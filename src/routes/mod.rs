@@ -103,15 +103,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/cleanup", "POST").route(web::post().to(admin::run_cleanup)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(well_known::jwks)))
         .service(resource("/oauth2/token", "POST").route(web::post().to(oauth::token)))
-        .service(resource("/oauth2/revoke", "POST").route(web::post().to(oauth::revoke)))
-        .service(resource("/oauth2/introspect", "POST").route(web::post().to(oauth::introspect)))
+        .service(
+            resource("/oauth2/revoke", "POST")
+                .route(web::post().to(oauth::revoke_introspect::revoke)),
+        )
+        .service(
+            resource("/oauth2/introspect", "POST")
+                .route(web::post().to(oauth::revoke_introspect::introspect)),
+        )
         .service(
             resource("/.well-known/oauth-authorization-server", "GET")
-                .route(web::get().to(oauth::metadata)),
+                .route(web::get().to(oauth::metadata::metadata)),
         )
         .service(
             resource("/.well-known/openid-configuration", "GET")
-                .route(web::get().to(oauth::openid_configuration)),
+                .route(web::get().to(oauth::metadata::openid_configuration)),
         )
         .service(
             resource("/service-accounts/{id}/jwks", "GET, PUT, DELETE")
