@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::auth::VerifyResponse;
 use crate::time;
+use crate::tokens::admission::Doorkeeper;
 use crate::tokens::Claims;
 
 /// Answers remembered per worker; the memo starts over when full.
@@ -44,21 +45,7 @@ const SEEN_SLOTS: usize = 4096;
 thread_local! {
     static ANSWERS: RefCell<HashMap<Uuid, Answer, foldhash::fast::RandomState>> =
         RefCell::new(HashMap::default());
-    static SEEN: RefCell<Box<[u64]>> = RefCell::new(vec![0; SEEN_SLOTS].into_boxed_slice());
-}
-
-/// Whether this token id was seen before (and not overwritten since); notes it if not. Token
-/// ids are random UUIDs of verified tokens, so their bits serve as the hash.
-fn seen_before(jti: &Uuid) -> bool {
-    let (high, low) = jti.as_u64_pair();
-    let tag = (high ^ low) | 1;
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        let slot = &mut seen[(tag >> 52) as usize % SEEN_SLOTS];
-        let before = *slot == tag;
-        *slot = tag;
-        before
-    })
+    static SEEN: Doorkeeper = Doorkeeper::with_slots(SEEN_SLOTS);
 }
 
 /// The 200 answer for a verified token.
@@ -71,7 +58,7 @@ pub fn respond(claims: &Claims) -> HttpResponse {
             }
         }
         let a = render(claims);
-        if seen_before(&claims.jti) {
+        if SEEN.with(|seen| seen.admit(&claims.jti)) {
             if answers.len() >= MAX_ANSWERS {
                 answers.clear();
             }

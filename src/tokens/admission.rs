@@ -7,13 +7,14 @@
 //! sixth of the server's cycles (bench/README.md, "Where the time goes").
 //!
 //! The [`Doorkeeper`] (the admission filter of TinyLFU) remembers a keyed 64-bit hash of each
-//! verified token in a fixed table of [`SLOTS`] words; the cache takes a token when the table
+//! verified token in a fixed table of [`SLOTS`] words (the `/auth/verify` answer memo keeps a
+//! smaller one per worker, by token id: `routes/verified_answer.rs`); the cache takes a token when the table
 //! still holds its hash, that is on its second verification. It allocates nothing after
 //! start. A collision (or a hash forged to collide, which the random key prevents) can only
 //! admit a token that was just verified in full, so it costs a cache place, never a check.
 //! Only verified tokens are noted: a flood of bad ones cannot fill it, nor the cache.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Tokens remembered as seen once (512 KiB). New tokens arriving at 50,000/s overwrite a slot
@@ -28,20 +29,25 @@ pub struct Doorkeeper {
 
 impl Default for Doorkeeper {
     fn default() -> Doorkeeper {
-        Doorkeeper {
-            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            hasher: foldhash::quality::RandomState::default(),
-        }
+        Doorkeeper::with_slots(SLOTS)
     }
 }
 
 impl Doorkeeper {
-    /// Notes that `token` was verified; true if it was noted before (and not overwritten
-    /// since by another token): the cache should take it.
-    pub fn admit(&self, token: &str) -> bool {
+    /// A doorkeeper that remembers `slots` keys (at least one).
+    pub fn with_slots(slots: usize) -> Doorkeeper {
+        Doorkeeper {
+            slots: (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            hasher: foldhash::quality::RandomState::default(),
+        }
+    }
+
+    /// Notes that `key` (a token, a token id) was verified; true if it was noted before (and
+    /// not overwritten since by another key): the cache should take it.
+    pub fn admit<K: Hash + ?Sized>(&self, key: &K) -> bool {
         // Never 0, the value of an empty slot.
-        let hash = self.hasher.hash_one(token) | 1;
-        let slot = &self.slots[(hash >> 48) as usize % SLOTS];
+        let hash = self.hasher.hash_one(key) | 1;
+        let slot = &self.slots[(hash >> 32) as usize % self.slots.len()];
         if slot.load(Ordering::Relaxed) == hash {
             return true;
         }
@@ -61,5 +67,18 @@ mod tests {
         assert!(door.admit("a.b.c"));
         assert!(door.admit("a.b.c"), "and on every one after");
         assert!(!door.admit("a.b.d"), "another token is not");
+    }
+
+    #[test]
+    fn any_key_and_size() {
+        let door = Doorkeeper::with_slots(8);
+        let id = uuid::Uuid::new_v4();
+        assert!(!door.admit(&id));
+        assert!(door.admit(&id));
+        let one = Doorkeeper::with_slots(0);
+        assert!(
+            !one.admit(&id) && one.admit(&id),
+            "a table of one slot still admits"
+        );
     }
 }

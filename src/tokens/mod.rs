@@ -9,7 +9,7 @@
 //! which tokens the cache takes in); [`keys`] the signing keys; [`revocation`] the set and its
 //! sync; [`push`] the PostgreSQL wake-ups of that sync.
 
-mod admission;
+pub mod admission;
 pub mod claims;
 pub mod crypto;
 pub mod encoding;
