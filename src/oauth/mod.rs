@@ -1,6 +1,6 @@
 //! OAuth 2.0 for stock clients: the token endpoint's grants (`client_credentials`, token
 //! exchange, and jwt-bearer for federated workloads), client authentication, the client credentials of service accounts, RFC 6749
-//! errors and the server metadata. The HTTP handlers are in `routes/oauth.rs`.
+//! errors and the server metadata. The HTTP handlers are in `routes/oauth/`.
 
 pub mod assertion;
 pub mod client_auth;

@@ -1,6 +1,6 @@
 //! `/federation/issuers`: the external issuers an admin trusts (workload federation), and the
 //! grant that turns a workload's identity token into a tokend token (reached through
-//! `POST /oauth2/token`, see `routes/oauth.rs`).
+//! `POST /oauth2/token`, see `routes/oauth/`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
