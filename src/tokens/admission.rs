@@ -34,10 +34,13 @@ impl Default for Doorkeeper {
 }
 
 impl Doorkeeper {
-    /// A doorkeeper that remembers `slots` keys (at least one).
+    /// A doorkeeper that remembers `slots` keys, rounded up to a power of two (so a slot is
+    /// found with a mask, not a division).
     pub fn with_slots(slots: usize) -> Doorkeeper {
         Doorkeeper {
-            slots: (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..slots.max(1).next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             hasher: foldhash::quality::RandomState::default(),
         }
     }
@@ -47,7 +50,7 @@ impl Doorkeeper {
     pub fn admit<K: Hash + ?Sized>(&self, key: &K) -> bool {
         // Never 0, the value of an empty slot.
         let hash = self.hasher.hash_one(key) | 1;
-        let slot = &self.slots[(hash >> 32) as usize % self.slots.len()];
+        let slot = &self.slots[(hash >> 32) as usize & (self.slots.len() - 1)];
         if slot.load(Ordering::Relaxed) == hash {
             return true;
         }
